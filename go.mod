@@ -1,0 +1,3 @@
+module github.com/vmasync/vmasync
+
+go 1.26

@@ -1,0 +1,443 @@
+package vma
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/bits"
+)
+
+// Cluster is one 64 KiB cluster as stored in an archive.
+type Cluster struct {
+	// DevID is the device id (see Header.Devices).
+	DevID int
+	// Num is the cluster number: the cluster covers device bytes
+	// [Num*ClusterSize, (Num+1)*ClusterSize).
+	Num uint32
+	// Mask has bit i set when 4 KiB block i is stored; unset blocks are
+	// zero. A mask of 0 is an all-zero cluster.
+	Mask uint16
+	// Data holds the stored blocks in increasing block order,
+	// popcount(Mask)*BlockSize bytes. It aliases the Reader's buffer and is
+	// valid only until the next call to Next.
+	Data []byte
+	// Offset is the byte offset of Data in the archive.
+	Offset int64
+	// Extent is the index of the extent holding the cluster.
+	Extent int
+}
+
+// Block returns the stored bytes of block i (0..15), or nil when the block
+// is not stored (zero).
+func (c *Cluster) Block(i int) []byte {
+	bit := uint16(1) << i
+	if c.Mask&bit == 0 {
+		return nil
+	}
+	k := bits.OnesCount16(c.Mask & (bit - 1))
+	return c.Data[k*BlockSize : (k+1)*BlockSize]
+}
+
+// readDev is the reader's per-device state.
+type readDev struct {
+	dev       Device
+	clusters  uint64
+	seen      clusterSet
+	vmstate   bool
+	nextState uint32
+}
+
+// Reader reads a VMA archive in one forward pass. It checks everything
+// Proxmox's reader checks and, at the end, that every cluster of every
+// disk was present exactly once (see AllowIncomplete).
+type Reader struct {
+	r   io.Reader
+	hdr Header
+	off int64
+	dev [MaxDeviceID + 1]*readDev
+
+	allowIncomplete bool
+
+	buf     []byte // current extent: header then data
+	infos   [ExtentSlots]blockinfo
+	slot    int   // next slot to yield
+	dataOff int   // offset in buf of the next cluster's data
+	extOff  int64 // archive offset of the current extent
+	extents int   // extents read so far
+	inExt   bool
+	cur     Cluster
+	err     error
+}
+
+// NewReader reads and checks the archive header from r. Clusters are read
+// with Next. r is read sequentially and never seeked; wrap it in a
+// bufio.Reader only if it makes many tiny reads expensive (a Reader reads
+// whole extents at a time).
+func NewReader(r io.Reader) (*Reader, error) {
+	vr := &Reader{r: r}
+	if err := vr.readHeader(); err != nil {
+		return nil, err
+	}
+	return vr, nil
+}
+
+// Header returns the parsed archive header.
+func (r *Reader) Header() *Header { return &r.hdr }
+
+// Offset returns the number of archive bytes consumed so far.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Extents returns the number of extents read so far.
+func (r *Reader) Extents() int { return r.extents }
+
+// AllowIncomplete turns off the end-of-archive check that every cluster of
+// every disk was present. Proxmox's `vma verify` does not make that check
+// (so it accepts truncated archives); `vma extract` does.
+func (r *Reader) AllowIncomplete() { r.allowIncomplete = true }
+
+// Missing reports the first cluster that has not been seen so far for each
+// device that is incomplete, keyed by device id. After Next has returned
+// io.EOF it describes the whole archive.
+func (r *Reader) Missing() map[int]int64 {
+	m := map[int]int64{}
+	for id, d := range r.dev {
+		if d == nil || d.vmstate {
+			continue
+		}
+		if c := d.seen.firstMissing(d.clusters); c >= 0 {
+			m[id] = c
+		}
+	}
+	return m
+}
+
+// Seen returns how many distinct clusters of device id have been read.
+func (r *Reader) Seen(id int) uint64 {
+	if id < 0 || id > MaxDeviceID || r.dev[id] == nil {
+		return 0
+	}
+	return r.dev[id].seen.count
+}
+
+func (r *Reader) headerErr(off int64, err error, format string, args ...any) error {
+	return &FormatError{Offset: off, Extent: -1, Cluster: -1, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+func (r *Reader) readHeader() error {
+	fixed := make([]byte, HeaderFixedSize)
+	n, err := io.ReadFull(r.r, fixed)
+	r.off += int64(n)
+	if err != nil {
+		if n == 0 && err == io.EOF {
+			return r.headerErr(0, io.ErrUnexpectedEOF, "not a vma file: input is empty")
+		}
+		if n >= 4 && !bytes.Equal(fixed[:4], headerMagic[:]) {
+			return r.headerErr(0, nil, "not a vma file: wrong magic number % x", fixed[:4])
+		}
+		return r.headerErr(int64(n), ioCause(err), "truncated header: input ends after %d of %d bytes", n, HeaderFixedSize)
+	}
+	if !bytes.Equal(fixed[:4], headerMagic[:]) {
+		return r.headerErr(0, nil, "not a vma file: wrong magic number % x", fixed[:4])
+	}
+	size := int64(binary.BigEndian.Uint32(fixed[56:60]))
+	if size <= HeaderFixedSize {
+		return r.headerErr(56, nil, "wrong header size %d (must be larger than %d)", size, HeaderFixedSize)
+	}
+	if size > MaxHeaderSize {
+		return r.headerErr(56, nil, "header size %d exceeds the limit of %d bytes", size, MaxHeaderSize)
+	}
+	// Read the rest without trusting the claimed size for the allocation:
+	// the buffer grows only as data actually arrives.
+	var hb bytes.Buffer
+	hb.Write(fixed)
+	m, err := hb.ReadFrom(io.LimitReader(r.r, size-HeaderFixedSize))
+	r.off += m
+	if err != nil {
+		return r.headerErr(r.off, err, "reading header: %v", err)
+	}
+	if m != size-HeaderFixedSize {
+		return r.headerErr(r.off, io.ErrUnexpectedEOF, "truncated header: input ends after %d of %d header bytes", r.off, size)
+	}
+	h := hb.Bytes()
+	if sum := headerMD5(h); !bytes.Equal(sum[:], h[32:48]) {
+		return r.headerErr(32, nil, "wrong header checksum (md5 %x, stored %x)", sum, h[32:48])
+	}
+	if v := binary.BigEndian.Uint32(h[4:8]); v != 1 {
+		return r.headerErr(4, nil, "wrong vma version %d (only version 1 exists)", v)
+	}
+	blobOff := uint64(binary.BigEndian.Uint32(h[48:52]))
+	blobSize := uint64(binary.BigEndian.Uint32(h[52:56]))
+	if blobOff+1 <= HeaderFixedSize {
+		return r.headerErr(48, nil, "wrong blob buffer offset %d (must be at least %d)", blobOff, HeaderFixedSize)
+	}
+	if blobOff+blobSize > uint64(size) {
+		return r.headerErr(52, nil, "wrong blob buffer size %d at offset %d: ends past the header size %d", blobSize, blobOff, size)
+	}
+	copy(r.hdr.UUID[:], h[8:24])
+	r.hdr.CTime = int64(binary.BigEndian.Uint64(h[24:32]))
+	r.hdr.Size = size
+	blobs := parseBlobs(h[blobOff:blobOff+blobSize], h)
+
+	// Devices 1..255, registered when the size is not zero and the name
+	// resolves, as Proxmox's reader does.
+	for id := 1; id <= MaxDeviceID; id++ {
+		di := h[4096+32*id : 4096+32*(id+1)]
+		ptr := binary.BigEndian.Uint32(di[0:4])
+		dsize := binary.BigEndian.Uint64(di[8:16])
+		if dsize == 0 {
+			continue
+		}
+		name, ok := blobs.str(ptr)
+		if !ok {
+			continue
+		}
+		if dsize > MaxDeviceSize {
+			return r.headerErr(int64(4096+32*id+8), nil, "%s: size %d exceeds the format's limit of %d bytes", devLabel(id, name), dsize, uint64(MaxDeviceSize))
+		}
+		d := Device{ID: id, Name: name, Size: dsize}
+		r.hdr.Devices = append(r.hdr.Devices, d)
+		r.dev[id] = &readDev{dev: d, clusters: d.Clusters(), vmstate: d.IsVMState()}
+	}
+	for i := range MaxConfigs {
+		np := binary.BigEndian.Uint32(h[2044+4*i:])
+		dp := binary.BigEndian.Uint32(h[3068+4*i:])
+		if np == 0 || dp == 0 {
+			continue
+		}
+		name, ok := blobs.str(np)
+		data, ok2 := blobs.get(dp)
+		if !ok || !ok2 {
+			return r.headerErr(int64(2044+4*i), nil, "config slot %d has invalid data pointers (name %d, data %d)", i, np, dp)
+		}
+		r.hdr.Configs = append(r.hdr.Configs, Config{Name: name, Data: bytes.Clone(data)})
+	}
+	return nil
+}
+
+// blobTable resolves blob pointers (offsets relative to the blob buffer).
+type blobTable struct {
+	buf   []byte
+	start map[uint32]bool
+}
+
+// parseBlobs walks the blob buffer as Proxmox's reader does (from offset 1,
+// u16 little-endian length then data) and keeps the starts that the header
+// refers to; a blob that would run past the buffer ends the walk.
+func parseBlobs(buf, h []byte) blobTable {
+	refs := map[uint32]bool{}
+	for id := 1; id <= MaxDeviceID; id++ {
+		if p := binary.BigEndian.Uint32(h[4096+32*id:]); p != 0 {
+			refs[p] = true
+		}
+	}
+	for i := range MaxConfigs {
+		for _, base := range []int{2044, 3068} {
+			if p := binary.BigEndian.Uint32(h[base+4*i:]); p != 0 {
+				refs[p] = true
+			}
+		}
+	}
+	t := blobTable{buf: buf, start: map[uint32]bool{}}
+	for pos := uint64(1); pos+2 <= uint64(len(buf)); {
+		n := uint64(binary.LittleEndian.Uint16(buf[pos:]))
+		if pos+2+n > uint64(len(buf)) {
+			break
+		}
+		if refs[uint32(pos)] {
+			t.start[uint32(pos)] = true
+		}
+		pos += 2 + n
+	}
+	return t
+}
+
+func (t blobTable) get(p uint32) ([]byte, bool) {
+	if !t.start[p] {
+		return nil, false
+	}
+	n := uint32(binary.LittleEndian.Uint16(t.buf[p:]))
+	return t.buf[p+2 : p+2+n], true
+}
+
+// str returns a NUL-terminated string blob without its NUL.
+func (t blobTable) str(p uint32) (string, bool) {
+	b, ok := t.get(p)
+	if !ok || len(b) == 0 || b[len(b)-1] != 0 {
+		return "", false
+	}
+	return string(b[:len(b)-1]), true
+}
+
+// ioCause maps a short read to io.ErrUnexpectedEOF and keeps other errors.
+func ioCause(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Next returns the next cluster in stored order. At the end of the archive
+// it returns io.EOF, or a *FormatError if a disk is incomplete. Any error
+// is final: later calls return it again.
+func (r *Reader) Next() (*Cluster, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	for {
+		if r.inExt {
+			for r.slot < ExtentSlots {
+				bi := r.infos[r.slot]
+				r.slot++
+				if bi.dev() == 0 {
+					continue
+				}
+				n := bi.blocks() * BlockSize
+				r.cur = Cluster{
+					DevID:  int(bi.dev()),
+					Num:    bi.cluster(),
+					Mask:   bi.mask(),
+					Data:   r.buf[r.dataOff : r.dataOff+n : r.dataOff+n],
+					Offset: r.extOff + int64(r.dataOff),
+					Extent: r.extents - 1,
+				}
+				r.dataOff += n
+				return &r.cur, nil
+			}
+			r.inExt = false
+		}
+		if err := r.readExtent(); err != nil {
+			r.err = err
+			return nil, err
+		}
+	}
+}
+
+func (r *Reader) extErr(off int64, err error, format string, args ...any) *FormatError {
+	return &FormatError{Offset: off, Extent: r.extents, Cluster: -1, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+func (r *Reader) clusterErr(off int64, d *readDev, c uint32, format string, args ...any) *FormatError {
+	e := r.extErr(off, nil, "%s: cluster %d: %s", devLabel(d.dev.ID, d.dev.Name), c, fmt.Sprintf(format, args...))
+	e.DevID, e.Device, e.Cluster = d.dev.ID, d.dev.Name, int64(c)
+	return e
+}
+
+// readExtent reads and checks the next extent, or ends the archive.
+func (r *Reader) readExtent() error {
+	if cap(r.buf) < ExtentHeaderSize {
+		r.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+ProxmoxClustersPerExtent*ClusterSize)
+	}
+	eh := r.buf[:ExtentHeaderSize]
+	r.extOff = r.off
+	n, err := io.ReadFull(r.r, eh)
+	r.off += int64(n)
+	if err != nil {
+		if n == 0 && err == io.EOF {
+			return r.finish()
+		}
+		return r.extErr(r.extOff, ioCause(err), "short extent header: input ends after %d of %d bytes", n, ExtentHeaderSize)
+	}
+	if sum := extentMD5(eh); !bytes.Equal(sum[:], eh[24:40]) {
+		return r.extErr(r.extOff+24, nil, "wrong extent header checksum (md5 %x, stored %x)", sum, eh[24:40])
+	}
+	if !bytes.Equal(eh[8:24], r.hdr.UUID[:]) {
+		return r.extErr(r.extOff+8, nil, "wrong extent uuid %s (archive uuid %s)", UUID(eh[8:24]), r.hdr.UUID)
+	}
+	if !bytes.Equal(eh[0:4], extentMagic[:]) || eh[4] != 0 || eh[5] != 0 {
+		return r.extErr(r.extOff, nil, "wrong extent header magic/reserved field % x", eh[0:6])
+	}
+	count := int(binary.BigEndian.Uint16(eh[6:8]))
+	if count > MaxExtentBlocks {
+		return r.extErr(r.extOff+6, nil, "extent block_count %d exceeds the maximum of %d", count, MaxExtentBlocks)
+	}
+	for i := range ExtentSlots {
+		r.infos[i] = blockinfo(binary.BigEndian.Uint64(eh[40+8*i:]))
+	}
+	need := ExtentHeaderSize + count*BlockSize
+	if cap(r.buf) < need {
+		nb := make([]byte, need)
+		copy(nb, r.buf[:ExtentHeaderSize])
+		r.buf = nb
+	}
+	r.buf = r.buf[:need]
+	n, err = io.ReadFull(r.r, r.buf[ExtentHeaderSize:need])
+	r.off += int64(n)
+	if err != nil {
+		return r.extErr(r.off, ioCause(err), "short extent: input ends after %d of %d data bytes", n, count*BlockSize)
+	}
+	if err := r.checkExtent(count); err != nil {
+		return err
+	}
+	r.extents++
+	r.inExt = true
+	r.slot = 0
+	r.dataOff = ExtentHeaderSize
+	return nil
+}
+
+// checkExtent checks the blockinfos of the extent just read, in slot order,
+// as Proxmox's restore_extent does.
+func (r *Reader) checkExtent(count int) error {
+	used := 0
+	for i, bi := range r.infos {
+		id := int(bi.dev())
+		if id == 0 {
+			continue
+		}
+		slotOff := r.extOff + 40 + 8*int64(i)
+		d := r.dev[id]
+		if d == nil {
+			e := r.extErr(slotOff, nil, "blockinfo %d: unknown device id %d (not in the header)", i, id)
+			e.DevID, e.Cluster = id, int64(bi.cluster())
+			return e
+		}
+		c := bi.cluster()
+		if d.vmstate {
+			if c != d.nextState {
+				return r.clusterErr(slotOff, d, c, "out of order vmstate data (expected cluster %d)", d.nextState)
+			}
+			d.nextState++
+		} else if uint64(c) >= d.clusters {
+			return r.clusterErr(slotOff, d, c, "beyond the device end (device size %d bytes, %d clusters)", d.dev.Size, d.clusters)
+		}
+		if d.seen.add(c) {
+			return r.clusterErr(slotOff, d, c, "duplicate cluster")
+		}
+		mask := bi.mask()
+		used += bits.OnesCount16(mask)
+		if used > count {
+			return r.clusterErr(slotOff, d, c, "too many blocks: masks need more than the extent's block_count %d", count)
+		}
+		if !d.vmstate && mask != 0 {
+			last := 15 - bits.LeadingZeros16(mask)
+			if uint64(c)*ClusterSize+uint64(last)*BlockSize >= d.dev.Size {
+				return r.clusterErr(slotOff, d, c, "block %d lies beyond the device end (device size %d bytes)", last, d.dev.Size)
+			}
+		}
+	}
+	if used != count {
+		return r.extErr(r.extOff+6, nil, "missing blocks: block_count %d but the masks account for %d", count, used)
+	}
+	return nil
+}
+
+// finish runs the end-of-archive checks.
+func (r *Reader) finish() error {
+	if !r.allowIncomplete {
+		for id, d := range r.dev {
+			if d == nil || d.vmstate {
+				continue
+			}
+			if c := d.seen.firstMissing(d.clusters); c >= 0 {
+				e := &FormatError{
+					Offset: r.off, Extent: -1, DevID: id, Device: d.dev.Name, Cluster: c,
+					Msg: fmt.Sprintf("%s: missing cluster %d (%d of %d clusters missing; the archive is incomplete or truncated)",
+						devLabel(id, d.dev.Name), c, d.clusters-d.seen.count, d.clusters),
+				}
+				return e
+			}
+		}
+	}
+	return io.EOF
+}
