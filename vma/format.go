@@ -15,6 +15,7 @@ package vma
 
 import (
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -204,4 +205,18 @@ var zeroBlock [BlockSize]byte
 // isZero reports whether b (at most BlockSize bytes) is all zero.
 func isZero(b []byte) bool {
 	return string(b) == string(zeroBlock[:len(b)])
+}
+
+// timeNow is time.Now, replaceable in tests.
+var timeNow = time.Now
+
+// RandomUUID returns a random version-4 uuid, as uuid_generate does.
+func RandomUUID() UUID {
+	var u UUID
+	if _, err := rand.Read(u[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 )
 
 // Cluster is one 64 KiB cluster as stored in an archive.
@@ -425,19 +426,30 @@ func (r *Reader) checkExtent(count int) error {
 // finish runs the end-of-archive checks.
 func (r *Reader) finish() error {
 	if !r.allowIncomplete {
-		for id, d := range r.dev {
-			if d == nil || d.vmstate {
-				continue
-			}
-			if c := d.seen.firstMissing(d.clusters); c >= 0 {
-				e := &FormatError{
-					Offset: r.off, Extent: -1, DevID: id, Device: d.dev.Name, Cluster: c,
-					Msg: fmt.Sprintf("%s: missing cluster %d (%d of %d clusters missing; the archive is incomplete or truncated)",
-						devLabel(id, d.dev.Name), c, d.clusters-d.seen.count, d.clusters),
-				}
-				return e
-			}
+		if err := r.CompletenessError(); err != nil {
+			return err
 		}
 	}
 	return io.EOF
+}
+
+// CompletenessError returns a *FormatError naming the first missing
+// cluster of the first incomplete device among ids (all devices when ids
+// is empty), or nil. VM state is not checked, as in Proxmox's reader. It is
+// meant for after Next returned io.EOF with AllowIncomplete set, e.g. to
+// check only the devices being extracted.
+func (r *Reader) CompletenessError(ids ...int) error {
+	for id, d := range r.dev {
+		if d == nil || d.vmstate || (len(ids) > 0 && !slices.Contains(ids, id)) {
+			continue
+		}
+		if c := d.seen.firstMissing(d.clusters); c >= 0 {
+			return &FormatError{
+				Offset: r.off, Extent: -1, DevID: id, Device: d.dev.Name, Cluster: c,
+				Msg: fmt.Sprintf("%s: missing cluster %d (%d of %d clusters missing; the archive is incomplete or truncated)",
+					devLabel(id, d.dev.Name), c, d.clusters-d.seen.count, d.clusters),
+			}
+		}
+	}
+	return nil
 }

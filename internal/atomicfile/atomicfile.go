@@ -1,0 +1,78 @@
+// Package atomicfile writes a file under a temporary name in its final
+// directory and renames it into place only when the write succeeded, so a
+// failure never leaves a half-written file under the final name.
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// File is an output file being written under a temporary name.
+type File struct {
+	*os.File
+	final string
+	done  bool
+}
+
+// Create starts writing path. The data goes to a new temporary file in
+// the same directory (so the final rename is atomic); it becomes path only
+// on Commit. An existing file at path is replaced on Commit, not before.
+func Create(path string, perm os.FileMode) (*File, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &File{File: f, final: path}, nil
+}
+
+// Commit flushes the data to stable storage, closes the file and renames
+// it to its final name. On error the temporary file is removed.
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("atomicfile: %s already committed or aborted", f.final)
+	}
+	f.done = true
+	err := f.Sync()
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), f.final)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	// Make the rename itself durable.
+	if d, derr := os.Open(filepath.Dir(f.final)); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Abort closes and removes the temporary file; the final name is left as
+// it was. It is safe to call after Commit (it then does nothing), so it
+// can be deferred.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.File.Close()
+	os.Remove(f.Name())
+}
+
+// Final returns the path the file gets on Commit.
+func (f *File) Final() string { return f.final }
