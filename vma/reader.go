@@ -60,6 +60,10 @@ type Reader struct {
 
 	allowIncomplete bool
 
+	// skip mode (NewIndexReader): data is seeked over, not read.
+	seeker io.Seeker
+	size   int64
+
 	buf     []byte // current extent: header then data
 	infos   [ExtentSlots]blockinfo
 	slot    int   // next slot to yield
@@ -77,6 +81,19 @@ type Reader struct {
 // whole extents at a time).
 func NewReader(r io.Reader) (*Reader, error) {
 	vr := &Reader{r: r}
+	if err := vr.readHeader(); err != nil {
+		return nil, err
+	}
+	return vr, nil
+}
+
+// NewIndexReader reads the archive in f (of the given total size) like
+// NewReader but seeks over the data blocks instead of reading them: Next
+// yields clusters with a nil Data and their Offset, so a caller can read
+// them later with positioned reads. Every check that does not need the
+// data is made, including truncation against size.
+func NewIndexReader(f io.ReadSeeker, size int64) (*Reader, error) {
+	vr := &Reader{r: f, seeker: f, size: size}
 	if err := vr.readHeader(); err != nil {
 		return nil, err
 	}
@@ -298,9 +315,11 @@ func (r *Reader) Next() (*Cluster, error) {
 					DevID:  int(bi.dev()),
 					Num:    bi.cluster(),
 					Mask:   bi.mask(),
-					Data:   r.buf[r.dataOff : r.dataOff+n : r.dataOff+n],
 					Offset: r.extOff + int64(r.dataOff),
 					Extent: r.extents - 1,
+				}
+				if r.seeker == nil {
+					r.cur.Data = r.buf[r.dataOff : r.dataOff+n : r.dataOff+n]
 				}
 				r.dataOff += n
 				return &r.cur, nil
@@ -356,6 +375,16 @@ func (r *Reader) readExtent() error {
 		r.infos[i] = blockinfo(binary.BigEndian.Uint64(eh[40+8*i:]))
 	}
 	need := ExtentHeaderSize + count*BlockSize
+	if r.seeker != nil {
+		if avail := r.size - r.off; avail < int64(count*BlockSize) {
+			return r.extErr(r.size, io.ErrUnexpectedEOF, "short extent: input ends after %d of %d data bytes", max(avail, 0), count*BlockSize)
+		}
+		if _, err := r.seeker.Seek(int64(count*BlockSize), io.SeekCurrent); err != nil {
+			return r.extErr(r.off, err, "seeking over extent data: %v", err)
+		}
+		r.off += int64(count * BlockSize)
+		return r.acceptExtent(count)
+	}
 	if cap(r.buf) < need {
 		nb := make([]byte, need)
 		copy(nb, r.buf[:ExtentHeaderSize])
@@ -367,6 +396,10 @@ func (r *Reader) readExtent() error {
 	if err != nil {
 		return r.extErr(r.off, ioCause(err), "short extent: input ends after %d of %d data bytes", n, count*BlockSize)
 	}
+	return r.acceptExtent(count)
+}
+
+func (r *Reader) acceptExtent(count int) error {
 	if err := r.checkExtent(count); err != nil {
 		return err
 	}

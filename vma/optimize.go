@@ -1,0 +1,327 @@
+package vma
+
+import (
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+)
+
+// OptimizeOptions tunes Optimize.
+type OptimizeOptions struct {
+	// Window bounds the cluster data the streaming reorder keeps in memory
+	// before it spills out-of-order clusters to a temporary file. Default
+	// 32 MiB.
+	Window int64
+	// TempDir is where the spill file goes (default os.TempDir()). The file
+	// is unlinked as soon as it is created, so nothing is left behind.
+	TempDir string
+	// Progress, if set, is called now and then with the input bytes read.
+	Progress func(read int64)
+}
+
+// OptimizeResult reports what Optimize did.
+type OptimizeResult struct {
+	// Header is the header written (fixed uuid, devices renumbered 1..n).
+	Header Header
+	// InputBytes and OutputBytes are the archive sizes read and written.
+	InputBytes, OutputBytes int64
+	// TwoPass is true when the input was a seekable file, indexed first.
+	TwoPass bool
+	// SpilledBytes is the data the streaming reorder wrote to its spill
+	// file; PeakWindow the most data it held in memory.
+	SpilledBytes, PeakWindow int64
+	// WasInOrder reports that the input already stored its clusters in
+	// device order.
+	WasInOrder bool
+}
+
+// Optimize rewrites the archive read from src into dst in the canonical,
+// deduplication-friendly form: the header with OptimizedUUID (ctime,
+// configs and device names and sizes kept, device ids renumbered 1..n in
+// their order), then every cluster of device 1 in ascending order, then
+// device 2, and so on, 58 clusters per extent, zero 4 KiB blocks left out.
+// The output depends only on the archive's content, not on the order or
+// the writer that stored it. The input is checked as it is read (every
+// check of Reader, including completeness); on error the output is
+// incomplete and must be discarded.
+//
+// If src is a regular *os.File positioned at its start, it is indexed first
+// and read back with positioned reads (memory: 8 bytes per stored
+// non-zero cluster). Otherwise clusters that arrive early are held in a
+// bounded window and spilled to a temporary file beyond it.
+func Optimize(dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
+	if opt.Window <= 0 {
+		opt.Window = 32 << 20
+	}
+	if f, ok := src.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			if pos, err := f.Seek(0, io.SeekCurrent); err == nil && pos == 0 {
+				return optimizeFile(dst, f, st.Size(), opt)
+			}
+		}
+	}
+	return optimizeStream(dst, src, opt)
+}
+
+// canonicalHeader returns the optimized header and the map from input
+// device ids to output ids.
+func canonicalHeader(h *Header) (Header, map[int]int) {
+	out := Header{UUID: OptimizedUUID, CTime: h.CTime, Configs: h.Configs}
+	ids := map[int]int{}
+	for i, d := range h.Devices {
+		ids[d.ID] = i + 1
+		out.Devices = append(out.Devices, Device{ID: i + 1, Name: d.Name, Size: d.Size})
+	}
+	return out, ids
+}
+
+// locIndex maps the cluster numbers of one device to a 64-bit location
+// (offset<<16 | mask, never 0 for a stored cluster). Pages are allocated
+// only where clusters are stored.
+type locIndex struct {
+	pages map[uint32]*[pageBits]uint64
+}
+
+func (x *locIndex) set(c uint32, v uint64) {
+	if x.pages == nil {
+		x.pages = make(map[uint32]*[pageBits]uint64)
+	}
+	p := x.pages[c/pageBits]
+	if p == nil {
+		p = new([pageBits]uint64)
+		x.pages[c/pageBits] = p
+	}
+	p[c%pageBits] = v
+}
+
+func (x *locIndex) get(c uint32) uint64 {
+	if p := x.pages[c/pageBits]; p != nil {
+		return p[c%pageBits]
+	}
+	return 0
+}
+
+const maxLocOffset = 1<<48 - 1
+
+// optimizeFile is the exact two-pass reorder of a seekable archive.
+func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*OptimizeResult, error) {
+	vr, err := NewIndexReader(f, size)
+	if err != nil {
+		return nil, err
+	}
+	hdr, ids := canonicalHeader(vr.Header())
+	idx := make([]locIndex, len(hdr.Devices)+1)
+	res := &OptimizeResult{TwoPass: true, WasInOrder: true}
+	lastDev, lastNum, first := 0, uint32(0), true
+	for {
+		c, err := vr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		id := ids[c.DevID]
+		if !first && (id < lastDev || (id == lastDev && c.Num <= lastNum)) {
+			res.WasInOrder = false
+		}
+		lastDev, lastNum, first = id, c.Num, false
+		if c.Mask != 0 {
+			if c.Offset > maxLocOffset {
+				return nil, fmt.Errorf("vma: archive larger than %d bytes is not supported", int64(maxLocOffset))
+			}
+			idx[id].set(c.Num, uint64(c.Offset)<<16|uint64(c.Mask))
+		}
+	}
+	res.InputBytes = vr.Offset()
+
+	vw, err := NewWriter(dst, &hdr)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, ClusterSize)
+	var read int64
+	for _, d := range hdr.Devices {
+		for num := uint64(0); num < d.Clusters(); num++ {
+			loc := idx[d.ID].get(uint32(num))
+			mask := uint16(loc)
+			n := bits.OnesCount16(mask) * BlockSize
+			if n > 0 {
+				if _, err := f.ReadAt(buf[:n], int64(loc>>16)); err != nil {
+					return nil, fmt.Errorf("vma: reading cluster %d of %s at byte offset %d: %w", num, devLabel(d.ID, d.Name), loc>>16, err)
+				}
+				read += int64(n)
+				if opt.Progress != nil && num%256 == 0 {
+					opt.Progress(read)
+				}
+			}
+			if err := vw.WriteBlocks(d.ID, uint32(num), mask, buf[:n]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := vw.Close(); err != nil {
+		return nil, err
+	}
+	res.Header = *vw.Header()
+	res.OutputBytes = vw.Offset()
+	return res, nil
+}
+
+// streamDev is the streaming reorder's per-device state.
+type streamDev struct {
+	id       int // output id
+	clusters uint64
+	arrived  clusterSet // clusters received but not yet written
+	spill    locIndex   // spilled data clusters
+}
+
+// optimizeStream reorders a non-seekable archive with a bounded memory
+// window and a spill file.
+func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *OptimizeResult, err error) {
+	vr, err := NewReader(src)
+	if err != nil {
+		return nil, err
+	}
+	hdr, ids := canonicalHeader(vr.Header())
+	vw, err := NewWriter(dst, &hdr)
+	if err != nil {
+		return nil, err
+	}
+	res = &OptimizeResult{WasInOrder: true}
+	devs := make([]*streamDev, len(hdr.Devices)+1)
+	for _, d := range hdr.Devices {
+		devs[d.ID] = &streamDev{id: d.ID, clusters: d.Clusters()}
+	}
+	var (
+		window   = map[uint64][]byte{} // key dev<<32|num → stored blocks (mask in key map below)
+		winMask  = map[uint64]uint16{}
+		winBytes int64
+		free     [][]byte
+		spill    *os.File
+		spillEnd int64
+		cur      = 1    // output device being written
+		next     uint64 // next cluster of cur to write
+		tmp      = make([]byte, ClusterSize)
+	)
+	defer func() {
+		if spill != nil {
+			spill.Close()
+		}
+	}()
+	key := func(id int, num uint32) uint64 { return uint64(id)<<32 | uint64(num) }
+
+	// drain writes every cluster that is now next in output order.
+	drain := func() error {
+		for cur < len(devs) {
+			d := devs[cur]
+			if next >= d.clusters {
+				cur, next = cur+1, 0
+				continue
+			}
+			num := uint32(next)
+			if !d.arrived.has(num) {
+				return nil
+			}
+			k := key(cur, num)
+			if data, ok := window[k]; ok {
+				if err := vw.WriteBlocks(cur, num, winMask[k], data); err != nil {
+					return err
+				}
+				delete(window, k)
+				delete(winMask, k)
+				winBytes -= int64(len(data))
+				free = append(free, data[:cap(data)])
+			} else if loc := d.spill.get(num); loc != 0 {
+				mask := uint16(loc)
+				n := bits.OnesCount16(mask) * BlockSize
+				if _, err := spill.ReadAt(tmp[:n], int64(loc>>16)); err != nil {
+					return fmt.Errorf("vma: reading spill file: %w", err)
+				}
+				if err := vw.WriteBlocks(cur, num, mask, tmp[:n]); err != nil {
+					return err
+				}
+				d.spill.set(num, 0)
+			} else if err := vw.WriteBlocks(cur, num, 0, nil); err != nil {
+				return err
+			}
+			next++
+		}
+		return nil
+	}
+
+	lastDev, lastNum, first := 0, uint32(0), true
+	lastExt := -1
+	for {
+		c, err := vr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if opt.Progress != nil && c.Extent != lastExt {
+			lastExt = c.Extent
+			opt.Progress(c.Offset)
+		}
+		id := ids[c.DevID]
+		if !first && (id < lastDev || (id == lastDev && c.Num <= lastNum)) {
+			res.WasInOrder = false
+		}
+		lastDev, lastNum, first = id, c.Num, false
+		if id == cur && uint64(c.Num) == next {
+			if err := vw.WriteBlocks(id, c.Num, c.Mask, c.Data); err != nil {
+				return nil, err
+			}
+			next++
+			if err := drain(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// Early: keep it until its turn.
+		d := devs[id]
+		d.arrived.add(c.Num)
+		if c.Mask == 0 {
+			continue
+		}
+		if winBytes+int64(len(c.Data)) <= opt.Window {
+			var b []byte
+			if n := len(free); n > 0 {
+				b, free = free[n-1][:len(c.Data)], free[:n-1]
+			} else {
+				b = make([]byte, len(c.Data), ClusterSize)
+			}
+			copy(b, c.Data)
+			k := key(id, c.Num)
+			window[k], winMask[k] = b, c.Mask
+			winBytes += int64(len(b))
+			res.PeakWindow = max(res.PeakWindow, winBytes)
+			continue
+		}
+		if spill == nil {
+			spill, err = os.CreateTemp(opt.TempDir, "vmasync-spill-*")
+			if err != nil {
+				return nil, fmt.Errorf("vma: creating spill file: %w", err)
+			}
+			os.Remove(spill.Name()) // unlinked: vanishes with the process
+		}
+		if _, err := spill.WriteAt(c.Data, spillEnd); err != nil {
+			return nil, fmt.Errorf("vma: writing spill file: %w", err)
+		}
+		d.spill.set(c.Num, uint64(spillEnd)<<16|uint64(c.Mask))
+		spillEnd += int64(len(c.Data))
+		res.SpilledBytes += int64(len(c.Data))
+	}
+	if err := drain(); err != nil {
+		return nil, err
+	}
+	if err := vw.Close(); err != nil {
+		return nil, err
+	}
+	res.InputBytes = vr.Offset()
+	res.Header = *vw.Header()
+	res.OutputBytes = vw.Offset()
+	return res, nil
+}
