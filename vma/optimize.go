@@ -112,8 +112,8 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 	}
 	hdr, ids := canonicalHeader(vr.Header())
 	idx := make([]locIndex, len(hdr.Devices)+1)
-	res := &OptimizeResult{TwoPass: true, WasInOrder: true}
-	lastDev, lastNum, first := 0, uint32(0), true
+	res := &OptimizeResult{TwoPass: true}
+	var order orderCheck
 	for {
 		c, err := vr.Next()
 		if err == io.EOF {
@@ -123,10 +123,7 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 			return nil, err
 		}
 		id := ids[c.DevID]
-		if !first && (id < lastDev || (id == lastDev && c.Num <= lastNum)) {
-			res.WasInOrder = false
-		}
-		lastDev, lastNum, first = id, c.Num, false
+		order.see(id, c.Num)
 		if c.Mask != 0 {
 			if c.Offset > maxLocOffset {
 				return nil, fmt.Errorf("vma: archive larger than %d bytes is not supported", int64(maxLocOffset))
@@ -135,6 +132,7 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 		}
 	}
 	res.InputBytes = vr.Offset()
+	res.WasInOrder = order.inOrder()
 
 	vw, err := NewWriter(dst, &hdr)
 	if err != nil {
@@ -189,7 +187,8 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 	if err != nil {
 		return nil, err
 	}
-	res = &OptimizeResult{WasInOrder: true}
+	res = &OptimizeResult{}
+	var order orderCheck
 	devs := make([]*streamDev, len(hdr.Devices)+1)
 	for _, d := range hdr.Devices {
 		devs[d.ID] = &streamDev{id: d.ID, clusters: d.Clusters()}
@@ -251,7 +250,6 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		return nil
 	}
 
-	lastDev, lastNum, first := 0, uint32(0), true
 	lastExt := -1
 	for {
 		c, err := vr.Next()
@@ -266,10 +264,7 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 			opt.Progress(c.Offset)
 		}
 		id := ids[c.DevID]
-		if !first && (id < lastDev || (id == lastDev && c.Num <= lastNum)) {
-			res.WasInOrder = false
-		}
-		lastDev, lastNum, first = id, c.Num, false
+		order.see(id, c.Num)
 		if id == cur && uint64(c.Num) == next {
 			if err := vw.WriteBlocks(id, c.Num, c.Mask, c.Data); err != nil {
 				return nil, err
@@ -321,7 +316,26 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		return nil, err
 	}
 	res.InputBytes = vr.Offset()
+	res.WasInOrder = order.inOrder()
 	res.Header = *vw.Header()
 	res.OutputBytes = vw.Offset()
 	return res, nil
 }
+
+// orderCheck tracks whether clusters arrive in device order: every cluster
+// of the lowest device ascending, then the next device, and so on.
+type orderCheck struct {
+	dev      int
+	num      uint32
+	started  bool
+	disorder bool
+}
+
+func (o *orderCheck) see(dev int, num uint32) {
+	if o.started && (dev < o.dev || (dev == o.dev && num <= o.num)) {
+		o.disorder = true
+	}
+	o.dev, o.num, o.started = dev, num, true
+}
+
+func (o *orderCheck) inOrder() bool { return !o.disorder }

@@ -69,7 +69,8 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 		return nil, err
 	}
 	vr.AllowIncomplete()
-	info := &Info{Header: *vr.Header(), InOrder: true}
+	info := &Info{Header: *vr.Header()}
+	var order orderCheck
 	stats := make(map[int]*DeviceStats)
 	for i := range info.Header.Devices {
 		d := info.Header.Devices[i]
@@ -78,7 +79,6 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 	for i := range info.Devices {
 		stats[info.Devices[i].ID] = &info.Devices[i]
 	}
-	lastDev, lastNum, first := 0, uint32(0), true
 	ext, inExt := -1, 0
 	for {
 		c, err := vr.Next()
@@ -96,10 +96,7 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 		}
 		inExt++
 		info.MaxClustersPerExtent = max(info.MaxClustersPerExtent, inExt)
-		if !first && (c.DevID < lastDev || (c.DevID == lastDev && c.Num <= lastNum)) {
-			info.InOrder = false
-		}
-		lastDev, lastNum, first = c.DevID, c.Num, false
+		order.see(c.DevID, c.Num)
 		s := stats[c.DevID]
 		s.Present++
 		n := uint64(bits.OnesCount16(c.Mask)) * BlockSize
@@ -117,6 +114,7 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 		stats[id].FirstMissing = c
 		info.Complete = false
 	}
+	info.InOrder = order.inOrder()
 	info.Optimized = info.InOrder && info.Header.UUID == OptimizedUUID
 	if !info.Complete && !opt.AllowIncomplete {
 		return info, vr.CompletenessError()
