@@ -1,0 +1,437 @@
+package decompress
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tool returns the path of a compressor CLI used to make fixtures. A missing
+// tool is a failure, not a skip: CI installs them.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found on PATH (%v): run `apt-get install %s`", name, err, name)
+	}
+	return p
+}
+
+// run runs name with args, stdin from data, and returns its stdout.
+func run(t *testing.T, data []byte, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(tool(t, name), args...)
+	cmd.Stdin = bytes.NewReader(data)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// genData returns n bytes of deterministic, semi-compressible data.
+func genData(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	words := []string{"proxmox ", "vzdump ", "qemu ", "backup ", "\n", "disk ", "vma "}
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		switch k := rng.IntN(10); {
+		case k < 6:
+			for range 1 + rng.IntN(64) {
+				out = append(out, words[rng.IntN(len(words))]...)
+			}
+		case k < 8:
+			out = append(out, make([]byte, 1+rng.IntN(4096))...)
+		default:
+			for range 1 + rng.IntN(2048) {
+				out = append(out, byte(rng.Uint32()))
+			}
+		}
+	}
+	return out[:n]
+}
+
+type fixture struct {
+	name   string
+	format Format
+	comp   []byte
+}
+
+// fixtures compresses data with the Debian CLIs in the ways vzdump (and
+// people) do.
+func fixtures(t *testing.T, data []byte) []fixture {
+	half := len(data) / 2
+	zstdA := run(t, data[:half], "zstd", "-q", "-c")
+	zstdB := run(t, data[half:], "zstd", "-q", "-c", "-19")
+	gzA := run(t, data[:half], "gzip", "-c")
+	gzB := run(t, data[half:], "gzip", "-c", "-9")
+	// A zstd skippable frame before the data frames.
+	skip := binary.LittleEndian.AppendUint32(nil, 0x184D2A53)
+	skip = binary.LittleEndian.AppendUint32(skip, 5)
+	skip = append(skip, "vmasy"...)
+	return []fixture{
+		{"plain", Plain, data},
+		{"zstd-rsyncable", Zstd, run(t, data, "zstd", "-q", "--rsyncable", "--threads=1", "-c")},
+		{"zstd-T2", Zstd, run(t, data, "zstd", "-q", "-T2", "-c")},
+		{"zstd-concatenated", Zstd, append(bytes.Clone(zstdA), zstdB...)},
+		{"zstd-skippable", Zstd, append(append(skip, zstdA...), zstdB...)},
+		{"gzip-rsyncable", Gzip, run(t, data, "gzip", "--rsyncable", "-c")},
+		{"gzip-multimember", Gzip, append(bytes.Clone(gzA), gzB...)},
+		{"lzop", Lzop, run(t, data, "lzop", "-c")},
+		{"lzop-9-crc32", Lzop, run(t, data, "lzop", "-c", "-9", "--crc32")},
+	}
+}
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// pipeOf returns the read end of a pipe fed with data, like stdin from
+// `zstdcat | vmasync`.
+func pipeOf(t *testing.T, data []byte) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.Write(data)
+		w.Close()
+	}()
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestFormats(t *testing.T) {
+	data := genData(3<<20+777, 1)
+	want := sha256.Sum256(data)
+	for _, fx := range fixtures(t, data) {
+		t.Run(fx.name, func(t *testing.T) {
+			if got := Detect(fx.comp); got != fx.format {
+				t.Fatalf("Detect = %q, want %q", got, fx.format)
+			}
+			// The name deliberately lies about the format.
+			path := writeFile(t, "vzdump-qemu-100-2024_01_01-00_00_00.vma.zst", fx.comp)
+			s, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if s.Format != fx.format || s.Name != path {
+				t.Errorf("Open: format %q name %q", s.Format, s.Name)
+			}
+			if (s.File != nil) != (fx.format == Plain) {
+				t.Errorf("Open: File = %v for format %s", s.File, fx.format)
+			}
+			if fx.format == Plain {
+				if f, ok := s.Reader.(*os.File); !ok || f != s.File {
+					t.Errorf("plain file: Reader is %T, want the *os.File itself", s.Reader)
+				}
+			}
+			got, err := io.ReadAll(s)
+			if err != nil {
+				t.Fatalf("Open: read: %v", err)
+			}
+			if sha256.Sum256(got) != want {
+				t.Fatalf("Open: output differs (%d bytes, want %d)", len(got), len(data))
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+
+			rc, format, err := NewReader(pipeOf(t, fx.comp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if format != fx.format {
+				t.Errorf("NewReader: format %q, want %q", format, fx.format)
+			}
+			got, err = io.ReadAll(rc)
+			if err != nil {
+				t.Fatalf("NewReader: read: %v", err)
+			}
+			if sha256.Sum256(got) != want {
+				t.Fatalf("NewReader: output differs (%d bytes, want %d)", len(got), len(data))
+			}
+			if err := rc.Close(); err != nil {
+				t.Errorf("NewReader: Close: %v", err)
+			}
+		})
+	}
+}
+
+// withStdin runs f with os.Stdin replaced by r.
+func withStdin(t *testing.T, r *os.File, f func()) {
+	t.Helper()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	f()
+}
+
+func TestOpenStdin(t *testing.T) {
+	data := genData(1<<20, 2)
+	for _, tc := range []struct {
+		name   string
+		comp   []byte
+		format Format
+	}{
+		{"plain", data, Plain},
+		{"lzop", run(t, data, "lzop", "-c"), Lzop},
+	} {
+		for _, kind := range []string{"pipe", "file"} {
+			t.Run(tc.name+"-"+kind, func(t *testing.T) {
+				var in *os.File
+				if kind == "pipe" {
+					in = pipeOf(t, tc.comp)
+				} else {
+					// `vmasync - < dump.vma`: stdin is a regular file, but
+					// File stays nil for stdin.
+					f, err := os.Open(writeFile(t, "in", tc.comp))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					in = f
+				}
+				withStdin(t, in, func() {
+					s, err := Open("-")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if s.Name != "-" || s.File != nil || s.Format != tc.format {
+						t.Errorf("Open(-): name %q File %v format %q", s.Name, s.File, s.Format)
+					}
+					got, err := io.ReadAll(s)
+					if err != nil || !bytes.Equal(got, data) {
+						t.Errorf("Open(-): %d bytes, %v", len(got), err)
+					}
+					if err := s.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+				// Stdin is not closed by Close.
+				if _, err := in.Stat(); err != nil {
+					t.Errorf("stdin closed: %v", err)
+				}
+			})
+		}
+	}
+}
+
+func TestPlainFile(t *testing.T) {
+	data := []byte("VMA\x00 not really a vma, but plain")
+	path := writeFile(t, "dump.vma.gz", data)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Format != Plain || s.File == nil {
+		t.Fatalf("format %q File %v", s.Format, s.File)
+	}
+	// The offset is still 0, and ReadAt works for two-pass readers.
+	buf := make([]byte, 3)
+	if _, err := s.File.ReadAt(buf, 5); err != nil || string(buf) != "not" {
+		t.Errorf("ReadAt: %q %v", buf, err)
+	}
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("read %q %v", got, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := s.File.Stat(); err == nil {
+		t.Errorf("file not closed")
+	}
+}
+
+func TestEmptyAndShort(t *testing.T) {
+	for _, data := range [][]byte{nil, []byte("V"), []byte{0x1F}, []byte{0x28, 0xB5, 0x2F}, []byte("\x89LZO\x00\r\n\x1a")} {
+		s, err := Open(writeFile(t, "x", data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(s)
+		if s.Format != Plain || s.File == nil || err != nil || !bytes.Equal(got, data) {
+			t.Errorf("Open(%q): format %q File %v read %q %v", data, s.Format, s.File, got, err)
+		}
+		s.Close()
+
+		rc, format, err := NewReader(pipeOf(t, data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = io.ReadAll(rc)
+		if format != Plain || err != nil || !bytes.Equal(got, data) {
+			t.Errorf("NewReader(%q): format %q read %q %v", data, format, got, err)
+		}
+	}
+}
+
+func TestDetect(t *testing.T) {
+	for _, tc := range []struct {
+		head []byte
+		want Format
+	}{
+		{nil, Plain},
+		{[]byte("VMA\x00"), Plain},
+		{[]byte{0x28, 0xB5, 0x2F, 0xFD}, Zstd},
+		{[]byte{0x28, 0xB5, 0x2F, 0xFD, 0x04, 0x58}, Zstd},
+		{[]byte{0x28, 0xB5, 0x2F}, Plain},
+		{[]byte{0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0}, Zstd},
+		{[]byte{0x5F, 0x2A, 0x4D, 0x18}, Zstd},
+		{[]byte{0x60, 0x2A, 0x4D, 0x18}, Plain},
+		{[]byte{0x4F, 0x2A, 0x4D, 0x18}, Plain},
+		{[]byte{0x1F, 0x8B}, Gzip},
+		{[]byte{0x1F, 0x8B, 0x08, 0x00}, Gzip},
+		{[]byte{0x1F}, Plain},
+		{[]byte("\x89LZO\x00\r\n\x1a\n"), Lzop},
+		{[]byte("\x89LZO\x00\r\n\x1a\n\x10\x40"), Lzop},
+		{[]byte("\x89LZO\x00\r\n\x1a"), Plain},
+		{[]byte("\x89LZO\x00\r\n\x1a\r"), Plain},
+	} {
+		if got := Detect(tc.head); got != tc.want {
+			t.Errorf("Detect(% x) = %q, want %q", tc.head, got, tc.want)
+		}
+	}
+}
+
+// readAllBoth decodes comp via Open and via NewReader on a pipe and returns
+// both errors. Without an error the output must equal want. With one, lzop
+// output must be a prefix of want (each block is verified before it is
+// returned); zstd and gzip check a CRC only at the end of a frame or member,
+// so they may return damaged bytes before reporting the error.
+func readAllBoth(t *testing.T, comp, want []byte, verifiedPrefix bool) []error {
+	t.Helper()
+	var errs []error
+	check := func(r io.Reader, openErr error) {
+		if openErr != nil {
+			errs = append(errs, openErr)
+			return
+		}
+		got, err := io.ReadAll(r)
+		if err != nil && verifiedPrefix && !bytes.HasPrefix(want, got) {
+			t.Errorf("output before error %v is not a prefix of the data", err)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Errorf("wrong output without an error (%d bytes, want %d)", len(got), len(want))
+		}
+		errs = append(errs, err)
+	}
+	s, err := Open(writeFile(t, "corrupt", comp))
+	if err == nil {
+		defer s.Close()
+		check(s, nil)
+	} else {
+		check(nil, err)
+	}
+	rc, _, err := NewReader(pipeOf(t, comp))
+	if err == nil {
+		defer rc.Close()
+		check(rc, nil)
+	} else {
+		check(nil, err)
+	}
+	return errs
+}
+
+func TestCorrupt(t *testing.T) {
+	data := genData(2<<20, 3)
+	for _, tc := range []struct {
+		name   string
+		format Format
+		comp   []byte
+	}{
+		{"zstd", Zstd, run(t, data, "zstd", "-q", "-c")},
+		{"zstd-rsyncable", Zstd, run(t, data, "zstd", "-q", "--rsyncable", "--threads=1", "-c")},
+		{"gzip", Gzip, run(t, data, "gzip", "-c")},
+		{"lzop", Lzop, run(t, data, "lzop", "-c")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := string(tc.format) + ": "
+			// Flipped bytes at several places of the payload.
+			for _, frac := range []float64{0.1, 0.5, 0.9} {
+				c := bytes.Clone(tc.comp)
+				c[int(frac*float64(len(c)))] ^= 0x55
+				for _, err := range readAllBoth(t, c, data, tc.format == Lzop) {
+					if err == nil {
+						t.Errorf("flip at %.0f%%: no error", frac*100)
+					} else if !strings.Contains(err.Error(), prefix) {
+						t.Errorf("flip at %.0f%%: error %q lacks %q", frac*100, err, prefix)
+					}
+				}
+			}
+			// Truncation, including inside the trailer.
+			for _, cut := range []int{len(tc.comp) / 2, len(tc.comp) - 5, len(tc.comp) - 1} {
+				for _, err := range readAllBoth(t, tc.comp[:cut], data, tc.format == Lzop) {
+					if err == nil {
+						t.Errorf("truncated to %d: no error", cut)
+						continue
+					}
+					if !errors.Is(err, io.ErrUnexpectedEOF) {
+						t.Errorf("truncated to %d: %v does not wrap io.ErrUnexpectedEOF", cut, err)
+					}
+					if !strings.Contains(err.Error(), prefix) {
+						t.Errorf("truncated to %d: error %q lacks %q", cut, err, prefix)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestZstdWindowLimit checks that a frame asking for a huge window is
+// refused instead of reserving the memory.
+func TestZstdWindowLimit(t *testing.T) {
+	frame := func(windowLog byte) []byte {
+		// magic, FHD 0 (no content size, no checksum), window descriptor,
+		// then one empty raw last block.
+		return []byte{0x28, 0xB5, 0x2F, 0xFD, 0x00, (windowLog - 10) << 3, 0x01, 0x00, 0x00}
+	}
+	rc, format, err := NewReader(bytes.NewReader(frame(20)))
+	if err != nil || format != Zstd {
+		t.Fatalf("small window: %v %v", format, err)
+	}
+	if got, err := io.ReadAll(rc); err != nil || len(got) != 0 {
+		t.Errorf("small window: %q %v", got, err)
+	}
+	rc, _, err = NewReader(bytes.NewReader(frame(31)))
+	if err == nil {
+		_, err = io.ReadAll(rc)
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "zstd: ") {
+		t.Errorf("2 GiB window: got %v, want a zstd error", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open(filepath.Join(t.TempDir(), "missing.vma")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	// A gzip magic with a broken header fails at open time.
+	_, err := Open(writeFile(t, "bad.gz", []byte{0x1F, 0x8B, 0x00, 0x00, 0, 0, 0, 0, 0, 0}))
+	if err == nil || !strings.Contains(err.Error(), "gzip: ") {
+		t.Errorf("bad gzip header: %v", err)
+	}
+	_, err = Open(writeFile(t, "bad.lzo", []byte("\x89LZO\x00\r\n\x1a\n\x00\x01")))
+	if err == nil || !strings.Contains(err.Error(), "lzop: ") {
+		t.Errorf("bad lzop header: %v", err)
+	}
+}
