@@ -12,14 +12,25 @@ import (
 // File is an output file being written under a temporary name.
 type File struct {
 	*os.File
-	final string
-	done  bool
+	final  string
+	done   bool
+	direct bool // path is a device or FIFO: written in place
 }
 
 // Create starts writing path. The data goes to a new temporary file in
 // the same directory (so the final rename is atomic); it becomes path only
 // on Commit. An existing file at path is replaced on Commit, not before.
+// When path names an existing device or FIFO (such as /dev/null or a
+// named pipe), it is opened and written directly: renaming over it would
+// replace the device node.
 func Create(path string, perm os.FileMode) (*File, error) {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		return &File{File: f, final: path, direct: true}, nil
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -43,6 +54,9 @@ func (f *File) Commit() error {
 		return fmt.Errorf("atomicfile: %s already committed or aborted", f.final)
 	}
 	f.done = true
+	if f.direct {
+		return f.File.Close()
+	}
 	err := f.Sync()
 	if cerr := f.File.Close(); err == nil {
 		err = cerr
@@ -71,7 +85,9 @@ func (f *File) Abort() {
 	}
 	f.done = true
 	f.File.Close()
-	os.Remove(f.Name())
+	if !f.direct {
+		os.Remove(f.Name())
+	}
 }
 
 // Final returns the path the file gets on Commit.

@@ -45,3 +45,25 @@ func TestCommitAndAbort(t *testing.T) {
 		t.Fatalf("temporary files left: %v", ents)
 	}
 }
+
+// TestDeviceWrittenInPlace: /dev/null must stay a device; renaming a
+// temporary file over it would replace the node.
+func TestDeviceWrittenInPlace(t *testing.T) {
+	f, err := Create(os.DevNull, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("discarded")
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(os.DevNull)
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("%s is no longer a character device: %v %v", os.DevNull, st.Mode(), err)
+	}
+	g, _ := Create(os.DevNull, 0o644)
+	g.Abort()
+	if _, err := os.Stat(os.DevNull); err != nil {
+		t.Fatal("Abort removed the device")
+	}
+}
