@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmasync/vmasync/internal/atomicfile"
 	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/readahead"
 )
 
 // OptimizeFileOptions tunes OptimizeFile.
@@ -59,6 +60,12 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 	res := &OptimizeFileResult{Output: dst, InputFormat: in.Format}
 
 	var input io.Reader = in
+	if in.Format != decompress.Plain {
+		// Decompress on the second core while this one reorders.
+		ra := readahead.NewReader(in, 1<<20, 4)
+		defer ra.Close()
+		input = ra
+	}
 	if in.File != nil {
 		input = in.File
 		if dst == src && !opt.Force {
