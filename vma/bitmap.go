@@ -3,9 +3,11 @@ package vma
 import "math/bits"
 
 // clusterSet records which clusters of one device have been seen. Memory
-// grows with the clusters actually seen (8 KiB per 4 GiB of device space
-// touched), never with the size a header claims, so a hostile header
-// cannot make it allocate.
+// grows with the clusters actually seen, never with the size a header
+// claims: a page of 512 bits (64 bytes, 32 MiB of device) is allocated
+// where a cluster is seen, so a full 1 TiB device costs about 3 MiB and a
+// hostile archive that scatters its clusters at most a page per 8-byte
+// blockinfo.
 type clusterSet struct {
 	pages   map[uint32]*[pageWords]uint64
 	lastIdx uint32
@@ -14,7 +16,7 @@ type clusterSet struct {
 }
 
 const (
-	pageBits  = 1 << 16
+	pageBits  = 512
 	pageWords = pageBits / 64
 )
 

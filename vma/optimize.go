@@ -77,27 +77,31 @@ func canonicalHeader(h *Header) (Header, map[int]int) {
 }
 
 // locIndex maps the cluster numbers of one device to a 64-bit location
-// (offset<<16 | mask, never 0 for a stored cluster). Pages are allocated
-// only where clusters are stored.
+// (offset<<16 | mask, never 0 for a stored cluster). Pages of 512 entries
+// (4 KiB) are allocated only where clusters with data are stored, so the
+// index never costs more than the data blocks that fill it (each at least
+// 4 KiB of input), however the clusters are scattered.
 type locIndex struct {
-	pages map[uint32]*[pageBits]uint64
+	pages map[uint32]*[locPage]uint64
 }
+
+const locPage = 512
 
 func (x *locIndex) set(c uint32, v uint64) {
 	if x.pages == nil {
-		x.pages = make(map[uint32]*[pageBits]uint64)
+		x.pages = make(map[uint32]*[locPage]uint64)
 	}
-	p := x.pages[c/pageBits]
+	p := x.pages[c/locPage]
 	if p == nil {
-		p = new([pageBits]uint64)
-		x.pages[c/pageBits] = p
+		p = new([locPage]uint64)
+		x.pages[c/locPage] = p
 	}
-	p[c%pageBits] = v
+	p[c%locPage] = v
 }
 
 func (x *locIndex) get(c uint32) uint64 {
-	if p := x.pages[c/pageBits]; p != nil {
-		return p[c%pageBits]
+	if p := x.pages[c/locPage]; p != nil {
+		return p[c%locPage]
 	}
 	return 0
 }

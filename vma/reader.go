@@ -138,7 +138,7 @@ func (r *Reader) Seen(id int) uint64 {
 	return r.dev[id].seen.count
 }
 
-func (r *Reader) headerErr(off int64, err error, format string, args ...any) error {
+func (r *Reader) headerErr(off int64, err error, format string, args ...any) *FormatError {
 	return &FormatError{Offset: off, Extent: -1, Cluster: -1, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
@@ -211,7 +211,9 @@ func (r *Reader) readHeader() error {
 			continue
 		}
 		if dsize > MaxDeviceSize {
-			return r.headerErr(int64(4096+32*id+8), nil, "%s: size %d exceeds the format's limit of %d bytes", devLabel(id, name), dsize, uint64(MaxDeviceSize))
+			e := r.headerErr(int64(4096+32*id+8), nil, "%s: size %d exceeds the format's limit of %d bytes", devLabel(id, name), dsize, uint64(MaxDeviceSize))
+			e.DevID, e.Device = id, name
+			return e
 		}
 		d := Device{ID: id, Name: name, Size: dsize}
 		r.hdr.Devices = append(r.hdr.Devices, d)
@@ -224,9 +226,12 @@ func (r *Reader) readHeader() error {
 			continue
 		}
 		name, ok := blobs.str(np)
-		data, ok2 := blobs.get(dp)
-		if !ok || !ok2 {
-			return r.headerErr(int64(2044+4*i), nil, "config slot %d has invalid data pointers (name %d, data %d)", i, np, dp)
+		if !ok {
+			return r.headerErr(int64(2044+4*i), nil, "config slot %d has an invalid name pointer %d (data pointer %d)", i, np, dp)
+		}
+		data, ok := blobs.get(dp)
+		if !ok {
+			return r.headerErr(int64(3068+4*i), nil, "config slot %d (%q) has an invalid data pointer %d", i, name, dp)
 		}
 		r.hdr.Configs = append(r.hdr.Configs, Config{Name: name, Data: bytes.Clone(data)})
 	}
@@ -364,8 +369,11 @@ func (r *Reader) readExtent() error {
 	if !bytes.Equal(eh[8:24], r.hdr.UUID[:]) {
 		return r.extErr(r.extOff+8, nil, "wrong extent uuid %s (archive uuid %s)", UUID(eh[8:24]), r.hdr.UUID)
 	}
-	if !bytes.Equal(eh[0:4], extentMagic[:]) || eh[4] != 0 || eh[5] != 0 {
-		return r.extErr(r.extOff, nil, "wrong extent header magic/reserved field % x", eh[0:6])
+	if !bytes.Equal(eh[0:4], extentMagic[:]) {
+		return r.extErr(r.extOff, nil, "wrong extent header magic % x", eh[0:4])
+	}
+	if eh[4] != 0 || eh[5] != 0 {
+		return r.extErr(r.extOff+4, nil, "extent header reserved field is % x, must be zero", eh[4:6])
 	}
 	count := int(binary.BigEndian.Uint16(eh[6:8]))
 	if count > MaxExtentBlocks {
@@ -422,7 +430,7 @@ func (r *Reader) checkExtent(count int) error {
 		slotOff := r.extOff + 40 + 8*int64(i)
 		d := r.dev[id]
 		if d == nil {
-			e := r.extErr(slotOff, nil, "blockinfo %d: unknown device id %d (not in the header)", i, id)
+			e := r.extErr(slotOff, nil, "blockinfo %d: cluster %d of unknown device id %d (not in the header)", i, bi.cluster(), id)
 			e.DevID, e.Cluster = id, int64(bi.cluster())
 			return e
 		}

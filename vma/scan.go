@@ -17,6 +17,9 @@ type DeviceStats struct {
 	// ZeroBytes is the device data covered by present clusters but not
 	// stored because it is zero (blocks inside the device only).
 	ZeroBytes uint64
+	// ZeroClusters is the number of present clusters stored as all zero
+	// (mask 0).
+	ZeroClusters uint64
 	// FirstMissing is the lowest missing cluster, or -1 if none is missing.
 	FirstMissing int64
 }
@@ -99,6 +102,9 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 		order.see(c.DevID, c.Num)
 		s := stats[c.DevID]
 		s.Present++
+		if c.Mask == 0 {
+			s.ZeroClusters++
+		}
 		n := uint64(bits.OnesCount16(c.Mask)) * BlockSize
 		s.StoredBytes += n
 		inDev := min(s.Size-min(s.Size, uint64(c.Num)*ClusterSize), ClusterSize)

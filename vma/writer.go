@@ -119,6 +119,12 @@ func (a *blobAlloc) add(data []byte) uint32 {
 		grow := (len(data) + 2 + 511) / 512 * 512
 		a.table = append(a.table, make([]byte, grow)...)
 	}
+	if len(a.table) < a.pos+len(data)+2 {
+		// Proxmox's writer overflows its table by one byte here (a first
+		// blob with len+2 a multiple of 512, since pos starts at 1); grow
+		// once more instead.
+		a.table = append(a.table, make([]byte, 512)...)
+	}
 	p := a.pos
 	binary.LittleEndian.PutUint16(a.table[p:], uint16(len(data)))
 	copy(a.table[p+2:], data)

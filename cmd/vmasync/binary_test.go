@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// builtBinary builds vmasync once per test run.
+func builtBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		binDir, binErr = os.MkdirTemp("", "vmasync-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "vmasync")
+		out, err := exec.Command(goBin, "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// exe runs the built binary with stdin (nil: none) and returns the result.
+func exe(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(builtBinary(t), args...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return result{cmd.ProcessState.ExitCode(), out.String(), errb.String()}
+}
+
+func TestBinaryExitCodes(t *testing.T) {
+	s := needReal(t)
+	archive, _ := packed(t)
+	data, _ := os.ReadFile(archive)
+	bad := filepath.Join(t.TempDir(), "bad.vma")
+	corrupt := bytes.Clone(data)
+	corrupt[40] ^= 1
+	os.WriteFile(bad, corrupt, 0o644)
+
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string // expected in stdout
+		err  string // expected in the one stderr line
+	}{
+		{[]string{"--version"}, 0, "vmasync version ", ""},
+		{[]string{"verify", archive}, 0, archive + ": ok", ""},
+		{[]string{"verify", s}, 1, "", "missing cluster 23"},
+		{[]string{"verify", "--proxmox", s}, 0, "completeness not checked", ""},
+		{[]string{"verify", bad}, 1, "", "byte offset"},
+		{[]string{}, 2, "", "no command"},
+		{[]string{"frobnicate"}, 2, "", "unknown command"},
+		{[]string{"verify", "--frob", archive}, 2, "", "flag provided but not defined"},
+		{[]string{"unpack", archive}, 2, "", "missing arguments"},
+	} {
+		r := exe(t, nil, c.args...)
+		if r.code != c.code || !strings.Contains(r.stdout, c.out) {
+			t.Errorf("%q: want exit %d and %q in stdout, got %v", c.args, c.code, c.out, r)
+			continue
+		}
+		if c.code != 0 {
+			wantOneErrorLine(t, r, c.err)
+		} else if r.stderr != "" {
+			t.Errorf("%q: stderr %q", c.args, r.stderr)
+		}
+	}
+}
+
+// TestBinaryStdin pipes archives into the binary (a real pipe, not a file).
+func TestBinaryStdin(t *testing.T) {
+	archive, images := packed(t)
+	data, _ := os.ReadFile(archive)
+	pipe := func(b []byte) io.Reader {
+		pr, pw := io.Pipe()
+		go func() { pw.Write(b); pw.Close() }()
+		return pr
+	}
+	if r := exe(t, pipe(data), "verify", "-"); r.code != 0 || r.stdout != "stdin: ok\n" {
+		t.Fatalf("verify -: %v", r)
+	}
+	out := filepath.Join(t.TempDir(), "u")
+	if r := exe(t, pipe(data), "unpack", "-", out); r.code != 0 || r.stdout != "" {
+		t.Fatalf("unpack -: %v", r)
+	}
+	sameFiles(t, images, out)
+
+	gz, _ := os.ReadFile(needReal(t))
+	r := exe(t, pipe(gz), "verify", "-")
+	if r.code != 1 {
+		t.Fatalf("verify - of the real sample: %v", r)
+	}
+	wantOneErrorLine(t, r, "stdin: ", "missing cluster 23", "drive-scsi0")
+	if r := exe(t, pipe(gz), "info", "--json", "-"); r.code != 0 || !strings.Contains(r.stdout, `"first_missing_cluster": 23`) {
+		t.Fatalf("info -: %v", r)
+	}
+
+	// pack to stdout, piped into verify.
+	packOut := exe(t, nil, "pack", images, "-")
+	if packOut.code != 0 {
+		t.Fatalf("pack -: %v", packOut)
+	}
+	if r := exe(t, pipe([]byte(packOut.stdout)), "verify", "-"); r.code != 0 {
+		t.Fatalf("verify of pack -: %v", r)
+	}
+}
+
+// TestBinaryInterrupt sends SIGINT while verify waits for more input on a
+// pipe: exit 130, one line.
+func TestBinaryInterrupt(t *testing.T) {
+	archive, _ := packed(t)
+	data, _ := os.ReadFile(archive)
+	cmd := exec.Command(builtBinary(t), "verify", "-")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// More than a pipe buffer: when Write returns, the process is reading
+	// (and so has its signal handler).
+	if _, err := stdin.Write(data[:600000]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("vmasync did not stop on SIGINT")
+	}
+	stdin.Close()
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit %d after SIGINT, stderr %q", code, errb.String())
+	}
+	if errb.String() != "vmasync: interrupted\n" {
+		t.Errorf("stderr %q", errb.String())
+	}
+}

@@ -1,0 +1,261 @@
+// Command vmasync reads, checks, unpacks and packs Proxmox VE vzdump VMA
+// backups (vzdump-qemu-<vmid>-<date>.vma[.zst|.gz|.lzo]).
+//
+// This package only wires the command line to the libraries (vma,
+// internal/decompress, internal/atomicfile). See docs/cli.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise it comes
+// from the build information.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // invalid or corrupt input, operational error
+	exitUsage       = 2 // unknown flag or command, wrong arguments
+	exitInterrupted = 130
+	exitTerminated  = 143
+)
+
+// env is what the commands of one run share.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	ctx            context.Context
+}
+
+// reportedError is returned by a command that has already printed its
+// error lines (verify with several files); run only maps it to exit 1.
+type reportedError struct{}
+
+func (reportedError) Error() string { return "errors reported" }
+
+// usageError makes a usage error (exit 2). cmd may be empty.
+func usageError(cmd, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	help := "vmasync --help"
+	if cmd != "" {
+		msg = cmd + ": " + msg
+		help = "vmasync " + cmd + " --help"
+	}
+	return cli.Exit(fmt.Sprintf("%s (see '%s')", msg, help), exitUsage)
+}
+
+// fileError is an error about one input or output file.
+type fileError struct {
+	name string
+	err  error
+}
+
+func (e *fileError) Error() string {
+	// "x.vma: open x.vma: no such file" says the name twice.
+	if pe, ok := e.err.(*fs.PathError); ok && pe.Path == e.name {
+		return e.name + ": " + pe.Err.Error()
+	}
+	return e.name + ": " + cleanMsg(e.err)
+}
+func (e *fileError) Unwrap() error { return e.err }
+
+// cleanMsg is the error text without the library's "vma: " prefix (the
+// line already starts with "vmasync: ").
+func cleanMsg(err error) string {
+	return strings.TrimPrefix(err.Error(), "vma: ")
+}
+
+// run is main without os.Exit, so that tests can call it in-process.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, a second one kills the process.
+		<-ctx.Done()
+		stop()
+	}()
+
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, ctx: ctx}
+	app := newApp(e)
+	err := app.RunContext(ctx, args)
+	return exitCode(ctx, err, stderr)
+}
+
+// exitCode prints err (one line) and maps it to the exit code.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "vmasync: interrupted")
+		if strings.Contains(context.Cause(ctx).Error(), "terminated") {
+			return exitTerminated
+		}
+		return exitInterrupted
+	}
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, reportedError{}) {
+		return exitFailure
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		msg := strings.TrimSpace(ec.Error())
+		if msg != "" {
+			fmt.Fprintln(stderr, "vmasync: "+oneLine(msg))
+		}
+		if strings.HasPrefix(msg, "No help topic") {
+			return exitUsage // urfave/cli's "vmasync help NOSUCH" uses 3
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, "vmasync: "+oneLine(cleanMsg(err)))
+	return exitFailure
+}
+
+// oneLine folds a message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && (v == "" || v == "(devel)") {
+				v = "devel-" + s.Value[:12]
+			}
+		}
+		if v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "devel"
+}
+
+// onUsageError turns urfave/cli's flag parsing errors into exit code 2.
+func onUsageError(cCtx *cli.Context, err error, isSubcommand bool) error {
+	name := ""
+	if isSubcommand && cCtx.Command != nil {
+		name = cCtx.Command.Name
+	}
+	return usageError(name, "%v", err)
+}
+
+// globalFlags are accepted before the command and, for convenience, also
+// after it (each call makes new flag values).
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors: no progress, no \"ok\" lines"},
+		&cli.StringFlag{Name: "progress", Value: "auto", Usage: "progress line on stderr: `WHEN` is auto (only if stderr is a terminal), always or never"},
+	}
+}
+
+func init() {
+	// -v is verbose in the commands; the version is --version only.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit"}
+}
+
+func newApp(e *env) *cli.App {
+	commands := []*cli.Command{infoCommand(e), verifyCommand(e), unpackCommand(e), packCommand(e)}
+	for _, c := range commands {
+		c.OnUsageError = onUsageError
+		c.Flags = append(c.Flags, globalFlags()...)
+	}
+	return &cli.App{
+		Name:  "vmasync",
+		Usage: "inspect, verify, unpack and pack Proxmox VE vzdump VMA backups",
+		UsageText: "vmasync [--quiet] [--progress auto|always|never] COMMAND [options] ARGS...\n" +
+			"vmasync COMMAND --help",
+		Description: "vmasync reads vzdump VMA backups (.vma, .vma.zst, .vma.gz, .vma.lzo; the\n" +
+			"compression is detected from the content, FILE - reads stdin) and checks them\n" +
+			"as Proxmox's own vma tool does, plus a check that no cluster is missing.\n" +
+			"Options must come before the file arguments.\n\n" +
+			"Exit codes: 0 ok; 1 invalid or corrupt input, or an operational error;\n" +
+			"2 usage error; 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
+		Version:                buildVersion(),
+		Flags:                  globalFlags(),
+		Commands:               commands,
+		Reader:                 e.stdin,
+		Writer:                 e.stdout,
+		ErrWriter:              e.stderr,
+		OnUsageError:           onUsageError,
+		ExitErrHandler:         func(*cli.Context, error) {},
+		UseShortOptionHandling: true,
+		Action: func(cCtx *cli.Context) error {
+			if cCtx.Args().Present() {
+				return usageError("", "unknown command %q", cCtx.Args().First())
+			}
+			return usageError("", "no command given; commands: info, verify, unpack, pack")
+		},
+	}
+}
+
+// opts are the global options as seen by one command.
+type opts struct {
+	quiet    bool
+	progress string // auto, always, never
+}
+
+// globalOpts reads --quiet and --progress, which may be given before or
+// after the command name (after wins).
+func globalOpts(cCtx *cli.Context) (opts, error) {
+	o := opts{progress: "auto"}
+	lineage := cCtx.Lineage()
+	for i := len(lineage) - 1; i >= 0; i-- { // root first
+		c := lineage[i]
+		if c.Command == nil {
+			continue
+		}
+		if c.IsSet("quiet") {
+			o.quiet = c.Bool("quiet")
+		}
+		if c.IsSet("progress") {
+			o.progress = c.String("progress")
+		}
+	}
+	switch o.progress {
+	case "auto", "always", "never":
+	default:
+		return o, usageError(cCtx.Command.Name, "invalid value %q for --progress (use auto, always or never)", o.progress)
+	}
+	return o, nil
+}
+
+// checkArgs checks the number of positional arguments and that none of
+// them looks like an option (urfave/cli stops parsing options at the first
+// argument, so "FILE -v" would otherwise treat -v as a file name).
+func checkArgs(cCtx *cli.Context, min, max int) ([]string, error) {
+	a := cCtx.Args().Slice()
+	name := cCtx.Command.Name
+	for _, s := range a {
+		if len(s) > 1 && strings.HasPrefix(s, "-") {
+			return nil, usageError(name, "option %s after the arguments: options must come before them (a file named %s can be given as ./%s)", s, s, s)
+		}
+	}
+	switch {
+	case len(a) < min:
+		return nil, usageError(name, "missing arguments; usage: %s", cCtx.Command.UsageText)
+	case max >= 0 && len(a) > max:
+		return nil, usageError(name, "too many arguments; usage: %s", cCtx.Command.UsageText)
+	}
+	return a, nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/internal/atomicfile"
+	"github.com/vmasync/vmasync/vma"
+)
+
+func packCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "pack",
+		Usage:     "create an uncompressed archive from a directory written by unpack",
+		UsageText: "vmasync pack [-v] [--force] [--uuid UUID] [--ctime UNIX] DIR OUT",
+		ArgsUsage: "DIR OUT",
+		Description: "pack is the inverse of unpack: it writes a VMA archive to OUT (- writes stdout)\n" +
+			"from DIR, where disk-<name>.raw files are the device images (vmstate.bin the VM\n" +
+			"state; devices ordered by name) and the other regular files not starting with\n" +
+			"\".\" are configs (qemu-server.conf first, then qemu-server.fw, then by name).\n" +
+			"Devices are stored one after another in cluster order, 58 clusters per extent\n" +
+			"and zero 4 KiB blocks left out, as Proxmox writes them. Image sizes need not be\n" +
+			"multiples of 64 KiB. The output is not compressed.\n\n" +
+			"OUT is written under a temporary name in its directory and renamed when\n" +
+			"complete: on error nothing is left at OUT. An existing OUT is replaced only\n" +
+			"with --force; an existing device or FIFO (/dev/null, a named pipe) is written\n" +
+			"in place. OUT must not be inside DIR.\n\n" +
+			"--uuid sets the archive uuid (default: random, as vzdump does); --ctime sets the\n" +
+			"creation time in seconds since the epoch (default: now). -v prints a summary.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "uuid", Usage: "archive `UUID` (8-4-4-4-12 hex; default random)"},
+			&cli.Int64Flag{Name: "ctime", Usage: "creation time, `UNIX` seconds since the epoch (default now)"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace OUT if it exists"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 2, 2)
+			if err != nil {
+				return err
+			}
+			verbose := cCtx.Bool("verbose")
+			if verbose && o.quiet {
+				return usageError("pack", "-v and --quiet exclude each other")
+			}
+			popt := vma.PackOptions{UUID: vma.RandomUUID(), CTime: time.Now().Unix()}
+			if s := cCtx.String("uuid"); cCtx.IsSet("uuid") {
+				u, err := vma.ParseUUID(s)
+				if err != nil {
+					return usageError("pack", "--uuid: %v", err)
+				}
+				if u == (vma.UUID{}) {
+					return usageError("pack", "--uuid: the all-zero uuid is not allowed")
+				}
+				popt.UUID = u
+			}
+			if cCtx.IsSet("ctime") {
+				popt.CTime = cCtx.Int64("ctime")
+				if popt.CTime <= 0 {
+					return usageError("pack", "--ctime must be a positive number of seconds since the epoch")
+				}
+			}
+			dir, out := args[0], args[1]
+			return packDir(e, o, dir, out, popt, cCtx.Bool("force"), verbose)
+		},
+	}
+}
+
+func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbose bool) error {
+	outName := out
+	if out == "-" {
+		outName = "stdout"
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return &fileError{dir, err}
+	} else if !st.IsDir() {
+		return &fileError{dir, errors.New("not a directory")}
+	}
+	if out != "-" {
+		// An existing device or FIFO (/dev/null, a named pipe) is written
+		// in place by atomicfile; a regular file is replaced only with
+		// --force.
+		if st, err := os.Stat(out); err == nil {
+			if st.IsDir() {
+				return &fileError{out, errors.New("is a directory")}
+			}
+			if st.Mode().IsRegular() && !force {
+				return &fileError{out, errors.New("already exists (use --force to replace it)")}
+			}
+		}
+		if inside(dir, out) {
+			return &fileError{out, fmt.Errorf("must not be inside the directory being packed (%s)", dir)}
+		}
+	}
+
+	p := newProgress(e, o, "pack "+dir)
+	if l, err := vma.ReadPackLayout(dir); err == nil {
+		var total int64
+		for _, path := range l.Images {
+			if st, err := os.Stat(path); err == nil {
+				total += st.Size()
+			}
+		}
+		p.setTotal(total, nil)
+	}
+	popt.Progress = p.update
+
+	var written int64
+	if out == "-" {
+		if isTerminal(e.stdout) {
+			return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
+		}
+		cw := &countWriter{w: &ctxWriter{ctx: e.ctx, w: e.stdout}}
+		err := vma.Pack(dir, cw, popt)
+		p.done()
+		if err != nil {
+			return cw.blame(err, dir, outName)
+		}
+		written = cw.n
+	} else {
+		f, err := atomicfile.Create(out, 0o644)
+		if err != nil {
+			return &fileError{out, err}
+		}
+		defer f.Abort()
+		cw := &countWriter{w: &ctxWriter{ctx: e.ctx, w: f}}
+		err = vma.Pack(dir, cw, popt)
+		p.done()
+		if err != nil {
+			return cw.blame(err, dir, outName)
+		}
+		if err := f.Commit(); err != nil {
+			return &fileError{out, err}
+		}
+		written = cw.n
+	}
+	if verbose {
+		w := e.stdout
+		if out == "-" {
+			w = e.stderr
+		}
+		fmt.Fprintf(w, "%s: %d bytes (%s), uuid %s, ctime %d (%s)\n", outName, written, humanBytes(uint64(written)),
+			popt.UUID, popt.CTime, time.Unix(popt.CTime, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// inside reports whether path would be created directly inside dir.
+func inside(dir, path string) bool {
+	d, err1 := filepath.Abs(dir)
+	p, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if rd, err := filepath.EvalSymlinks(d); err == nil {
+		d = rd
+	}
+	pd := filepath.Dir(p)
+	if rp, err := filepath.EvalSymlinks(pd); err == nil {
+		pd = rp
+	}
+	return pd == d
+}
+
+// countWriter counts the bytes written through it and keeps the first
+// write error.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// blame names the output in a Pack error caused by writing it, else the
+// input directory.
+func (c *countWriter) blame(err error, dir, out string) error {
+	if c.err != nil && errors.Is(err, c.err) {
+		return &fileError{out, err}
+	}
+	return &fileError{dir, err}
+}

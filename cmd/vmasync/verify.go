@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/vma"
+)
+
+func verifyCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check archives completely, including that no cluster is missing",
+		UsageText: "vmasync verify [-v] [--proxmox] FILE...",
+		ArgsUsage: "FILE...",
+		Description: "verify reads each FILE completely (it may be compressed; - reads stdin) and\n" +
+			"makes every check of Proxmox's `vma verify`: header and extent checksums, uuids,\n" +
+			"magic numbers, block counts, device ids, cluster numbers, duplicate clusters,\n" +
+			"blocks past the device end, vmstate order. It also checks that every cluster of\n" +
+			"every disk is present, as `vma extract` (and so a restore) requires: an\n" +
+			"incomplete or truncated archive is invalid. Data blocks have no checksum in the\n" +
+			"VMA format, so their contents cannot be verified.\n\n" +
+			"It prints \"FILE: ok\" per valid file on stdout and one error line per invalid\n" +
+			"file on stderr, and exits 0 only if all files are valid.\n\n" +
+			"--proxmox makes the checks of `vma verify` only: it leaves out the completeness\n" +
+			"check, so a truncated archive can pass, as with Proxmox; its ok line then says\n" +
+			"that completeness was not checked.\n\n" +
+			"-v also prints the `vma list` lines (CFG:, DEV:, CTIME:) before the check,\n" +
+			"progress lines on stderr and a summary of zero data after it, like `vma verify -v`.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print the header, progress lines and a zero-data summary"},
+			&cli.BoolFlag{Name: "proxmox", Usage: "make only the checks of Proxmox's vma verify (no completeness check)"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			files, err := checkArgs(cCtx, 1, -1)
+			if err != nil {
+				return err
+			}
+			verbose, proxmox := cCtx.Bool("verbose"), cCtx.Bool("proxmox")
+			if verbose && o.quiet {
+				return usageError("verify", "-v and --quiet exclude each other")
+			}
+			stdinUsed := false
+			for _, f := range files {
+				if f == "-" {
+					if stdinUsed {
+						return usageError("verify", "stdin (-) can be given only once")
+					}
+					stdinUsed = true
+				}
+			}
+			failed := false
+			for _, f := range files {
+				err := verifyOne(e, o, f, verbose, proxmox)
+				if e.ctx.Err() != nil {
+					return e.ctx.Err()
+				}
+				if err != nil {
+					fmt.Fprintln(e.stderr, "vmasync: "+oneLine(cleanMsg(err)))
+					failed = true
+				}
+			}
+			if failed {
+				return reportedError{}
+			}
+			return nil
+		},
+	}
+}
+
+func verifyOne(e *env, o opts, path string, verbose, proxmox bool) error {
+	name := displayName(path)
+	var vl *verboseLog
+	if verbose {
+		vl = &verboseLog{e: e, start: time.Now()}
+		o.progress = "never" // the progress lines replace the \r display
+	}
+	var onExtent func(int64)
+	var wrap func(io.Reader, *input) io.Reader
+	if vl != nil {
+		onExtent = vl.extent
+		wrap = func(r io.Reader, in *input) io.Reader {
+			vl.capture, vl.in = &headerCapture{r: r}, in
+			return vl.capture
+		}
+	}
+	info, _, err := scanFileWith(e, o, path, proxmox, onExtent, wrap)
+	if err != nil {
+		return err
+	}
+	if vl != nil {
+		vl.printHeader(&info.Header)
+		vl.summary(info)
+		if proxmox {
+			for _, d := range info.Devices {
+				if d.FirstMissing >= 0 {
+					fmt.Fprintf(e.stdout, "note: cluster %d of %s is missing (the archive is incomplete); `vma verify` does not check this, `vmasync verify` without --proxmox does\n", d.FirstMissing, d.Name)
+				}
+			}
+		}
+	}
+	if !o.quiet {
+		if proxmox {
+			fmt.Fprintf(e.stdout, "%s: ok (Proxmox's checks only; completeness not checked)\n", name)
+		} else {
+			fmt.Fprintf(e.stdout, "%s: ok\n", name)
+		}
+	}
+	return nil
+}
+
+// verboseLog prints `vma verify -v`-like output.
+type verboseLog struct {
+	e           *env
+	start       time.Time
+	capture     *headerCapture
+	in          *input
+	headerDone  bool
+	lastPercent int
+	lastBytes   int64
+}
+
+// extent is called after each extent with the archive bytes read.
+func (v *verboseLog) extent(off int64) {
+	if !v.headerDone && v.capture != nil {
+		if h := v.capture.header(); h != nil {
+			v.printHeader(h)
+		}
+	}
+	secs := int64(time.Since(v.start).Seconds())
+	if v.in != nil && v.in.total > 0 {
+		pct := int(100 * v.in.pos() / v.in.total)
+		if pct != v.lastPercent {
+			v.lastPercent = pct
+			fmt.Fprintf(v.e.stderr, "progress %d%% (read %d bytes, duration %d sec)\n", pct, off, secs)
+		}
+		return
+	}
+	// Unknown size (a pipe): a line per GiB read.
+	if off-v.lastBytes >= 1<<30 {
+		v.lastBytes = off
+		fmt.Fprintf(v.e.stderr, "progress (read %d bytes, duration %d sec)\n", off, secs)
+	}
+}
+
+// printHeader prints what `vma list` prints.
+func (v *verboseLog) printHeader(h *vma.Header) {
+	if v.headerDone {
+		return
+	}
+	v.headerDone = true
+	w := v.e.stdout
+	for _, c := range h.Configs {
+		fmt.Fprintf(w, "CFG: size: %d name: %s\n", len(c.Data), c.Name)
+	}
+	for _, d := range h.Devices {
+		if d.IsVMState() {
+			fmt.Fprintf(w, "VMSTATE: dev_id=%d memory: %d\n", d.ID, d.Size)
+		} else {
+			fmt.Fprintf(w, "DEV: dev_id=%d size: %d devname: %s\n", d.ID, d.Size, d.Name)
+		}
+	}
+	fmt.Fprintf(w, "CTIME: %s\n", listCTime(h.CTime))
+}
+
+// summary prints the zero-data summary as vma verify -v does: "total bytes
+// read" counts present clusters at 64 KiB each, "sparse bytes" the
+// all-zero clusters (mask 0), and the reduction line the zero 4 KiB blocks
+// left out of the other clusters, as a share of those clusters' bytes.
+func (v *verboseLog) summary(info *vma.Info) {
+	w := v.e.stdout
+	if v.in != nil && v.in.total > 0 && v.lastPercent != 100 {
+		fmt.Fprintf(v.e.stderr, "progress 100%% (read %d bytes, duration %d sec)\n", info.ArchiveSize, int64(time.Since(v.start).Seconds()))
+	}
+	var present, zeroClusters, zero uint64
+	for _, d := range info.Devices {
+		present += d.Present
+		zeroClusters += d.ZeroClusters
+		zero += d.ZeroBytes
+	}
+	total := present * vma.ClusterSize
+	if total == 0 {
+		fmt.Fprintln(w, "vma archive contains no image data")
+		return
+	}
+	sparse := zeroClusters * vma.ClusterSize
+	fmt.Fprintf(w, "total bytes read %d, sparse bytes %d (%.3g%%)\n", total, sparse, 100*float64(sparse)/float64(total))
+	if data := total - sparse; data > 0 {
+		partial := zero - min(zero, sparse)
+		fmt.Fprintf(w, "space reduction due to 4K zero blocks %.3g%%\n", 100*float64(partial)/float64(data))
+	}
+}
+
+// headerCapture passes reads through and keeps a copy of the archive
+// header (its size is in bytes 56..59) so that it can be shown before the
+// whole archive has been read.
+type headerCapture struct {
+	r    io.Reader
+	buf  bytes.Buffer
+	need int64 // header size once known
+	done bool
+	h    *vma.Header
+}
+
+func (c *headerCapture) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if !c.done && n > 0 {
+		c.buf.Write(p[:n])
+		if c.need == 0 && c.buf.Len() >= 60 {
+			c.need = int64(binary.BigEndian.Uint32(c.buf.Bytes()[56:60]))
+			if c.need > vma.MaxHeaderSize || c.need <= vma.HeaderFixedSize {
+				c.done = true // the reader reports this
+			}
+		}
+		if c.need > 0 && int64(c.buf.Len()) >= c.need {
+			c.done = true
+		}
+	}
+	return n, err
+}
+
+// header returns the parsed header once it has been read, else nil.
+func (c *headerCapture) header() *vma.Header {
+	if c.h != nil {
+		return c.h
+	}
+	if !c.done || c.need == 0 || int64(c.buf.Len()) < c.need {
+		return nil
+	}
+	r, err := vma.NewReader(bytes.NewReader(c.buf.Bytes()[:c.need]))
+	if err != nil {
+		return nil
+	}
+	c.h = r.Header()
+	c.buf = bytes.Buffer{}
+	return c.h
+}
