@@ -1,6 +1,7 @@
 package vma
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,12 @@ type OptimizeFileOptions struct {
 	Force bool
 	// Compress is "" (plain VMA, the dedup-friendly choice) or "zstd".
 	Compress string
-	// Stdout receives the output when dst is "-".
+	// Stdout receives the output when dst is "-"; Stdin is read when src
+	// is "-" (default os.Stdin).
 	Stdout io.Writer
+	Stdin  io.Reader
+	// Context, if set, stops the work when it is done.
+	Context context.Context
 }
 
 // OptimizeFileResult reports what OptimizeFile did.
@@ -46,17 +51,28 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 	if opt.Compress != "" && opt.Compress != "zstd" {
 		return nil, fmt.Errorf("unknown output compression %q (only zstd)", opt.Compress)
 	}
-	if dst == "" {
+	inPlace := dst == ""
+	if inPlace {
 		if src == "-" {
 			return nil, errors.New("optimizing in place needs a file, not standard input")
 		}
 		dst = src
 	}
-	in, err := decompress.Open(src)
-	if err != nil {
-		return nil, err
+	var in *decompress.Stream
+	if src == "-" && opt.Stdin != nil {
+		rc, format, err := decompress.NewReader(opt.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		in = &decompress.Stream{Reader: rc, Format: format, Name: "-"}
+		defer rc.Close()
+	} else {
+		var err error
+		if in, err = decompress.Open(src); err != nil {
+			return nil, err
+		}
+		defer in.Close()
 	}
-	defer in.Close()
 	res := &OptimizeFileResult{Output: dst, InputFormat: in.Format}
 
 	var input io.Reader = in
@@ -68,7 +84,7 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 	}
 	if in.File != nil {
 		input = in.File
-		if dst == src && !opt.Force {
+		if inPlace && !opt.Force {
 			done, err := alreadyOptimized(in.File)
 			if err != nil {
 				return nil, err
@@ -79,12 +95,13 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 			}
 		}
 	}
-	if dst == src && in.Format != decompress.Plain && opt.Compress == "" {
+	if inPlace && in.Format != decompress.Plain && opt.Compress == "" {
 		return nil, fmt.Errorf("%s is %s-compressed: replacing it with an uncompressed archive would keep a misleading name; give a destination file, or --compress zstd", src, in.Format)
 	}
 
 	var out io.Writer
 	var af *atomicfile.File
+	var err error
 	if dst == "-" {
 		if opt.Stdout == nil {
 			return nil, errors.New("no standard output given")
@@ -110,6 +127,12 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		}
 		out = zw
 	}
+	if ctx := opt.Context; ctx != nil {
+		out = ctxWriter{ctx, out}
+		if _, isFile := input.(*os.File); !isFile { // keep the two-pass path
+			input = ctxReader{ctx, input}
+		}
+	}
 	r, err := Optimize(out, input, opt.OptimizeOptions)
 	if err != nil {
 		return nil, err
@@ -126,6 +149,31 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		}
 	}
 	return res, nil
+}
+
+// ctxReader and ctxWriter fail once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.w.Write(p)
 }
 
 // alreadyOptimized reads the index of a plain archive file (headers only)

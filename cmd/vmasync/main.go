@@ -175,14 +175,14 @@ func init() {
 }
 
 func newApp(e *env) *cli.App {
-	commands := []*cli.Command{infoCommand(e), verifyCommand(e), unpackCommand(e), packCommand(e)}
+	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
 		c.Flags = append(c.Flags, globalFlags()...)
 	}
 	return &cli.App{
 		Name:  "vmasync",
-		Usage: "inspect, verify, unpack and pack Proxmox VE vzdump VMA backups",
+		Usage: "inspect, verify, optimize, unpack and pack Proxmox VE vzdump VMA backups",
 		UsageText: "vmasync [--quiet] [--progress auto|always|never] COMMAND [options] ARGS...\n" +
 			"vmasync COMMAND --help",
 		Description: "vmasync reads vzdump VMA backups (.vma, .vma.zst, .vma.gz, .vma.lzo; the\n" +

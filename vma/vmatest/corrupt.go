@@ -156,6 +156,7 @@ func Corruptions() []Corruption {
 
 // Damage is a damaged archive and where the damage is.
 type Damage struct {
+	// Kind is the corruption done.
 	Kind Corruption
 	// Data is the damaged archive.
 	Data []byte
@@ -490,15 +491,13 @@ func Corrupt(archive []byte, k Corruption) (*Damage, error) {
 		fixExtentMD5(b[e:])
 		d.Offset = int64(o)
 	case BlockCountHigh:
-		if err := need(len(p.exts) > 0, "an extent"); err != nil {
+		if err := need(len(p.exts) > 0 && len(p.exts[0].slots) > 0, "a blockinfo in extent 0"); err != nil {
 			return nil, err
 		}
 		ss := slices.Clone(p.exts[0].slots)
 		n := blockCount(ss)
-		if len(ss) > 0 {
-			last := &ss[len(ss)-1]
-			last.data = append(slices.Clip(last.data), fillerBlock()...)
-		}
+		last := &ss[len(ss)-1]
+		last.data = append(slices.Clip(last.data), fillerBlock()...)
 		b = replaceExtent(b, p, 0, ss, n+1)
 		d.Offset, d.Extent = int64(p.exts[0].off+6), 0
 	case BlockCountLow:

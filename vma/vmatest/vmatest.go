@@ -273,9 +273,11 @@ IN ACCEPT -p icmp -log nolog
 `
 
 // defaultConf returns a qemu-server.conf as vzdump stores it (keys sorted,
-// disks referencing local-lvm volumes).
+// disks referencing local-lvm volumes). It is the same in every
+// generation.
 func (s Spec) defaultConf() []byte {
-	u := s.UUID()
+	gen0 := s
+	gen0.Generation = 0
 	mac := hash(s.Seed, saltMAC, 0, 0)
 	lines := map[string]string{
 		"agent":   "1",
@@ -284,16 +286,16 @@ func (s Spec) defaultConf() []byte {
 		"cpu":     "x86-64-v2-AES",
 		"machine": "q35",
 		"memory":  "2048",
-		"meta":    fmt.Sprintf("creation-qemu=9.0.2,ctime=%d", s.CTime()-int64(hash(s.Seed, saltTime, 1, 0)%(90*86400))),
+		"meta":    fmt.Sprintf("creation-qemu=9.0.2,ctime=%d", gen0.CTime()-int64(hash(s.Seed, saltTime, 1, 0)%(90*86400))),
 		"name":    fmt.Sprintf("vm%d", 100+s.Seed%900),
 		"net0": fmt.Sprintf("virtio=BC:24:11:%02X:%02X:%02X,bridge=vmbr0,firewall=1",
 			byte(mac), byte(mac>>8), byte(mac>>16)),
 		"numa":    "0",
 		"ostype":  "l26",
 		"scsihw":  "virtio-scsi-single",
-		"smbios1": "uuid=" + u.String(),
+		"smbios1": "uuid=" + vmUUID(s, 5).String(),
 		"sockets": "1",
-		"vmgenid": vmgenid(s).String(),
+		"vmgenid": vmUUID(s, 3).String(),
 	}
 	vmid := 100 + s.Seed%900
 	for i, d := range s.Disks {
@@ -330,10 +332,11 @@ func mapsKeys(m map[string]string) iter.Seq[string] {
 	}
 }
 
-func vmgenid(s Spec) vma.UUID {
+// vmUUID returns a uuid of the VM (the same in every generation).
+func vmUUID(s Spec, salt uint64) vma.UUID {
 	var u vma.UUID
-	binary.BigEndian.PutUint64(u[0:], hash(s.Seed, saltUUID, 0, 3))
-	binary.BigEndian.PutUint64(u[8:], hash(s.Seed, saltUUID, 0, 4))
+	binary.BigEndian.PutUint64(u[0:], hash(s.Seed, saltUUID|1<<24, salt, 0))
+	binary.BigEndian.PutUint64(u[8:], hash(s.Seed, saltUUID|1<<24, salt, 1))
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return u

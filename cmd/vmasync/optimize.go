@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/vma"
+)
+
+func optimizeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "optimize",
+		Usage:     "rewrite an archive into a deterministic, deduplication-friendly form",
+		UsageText: "vmasync optimize [-v] [--force] [--compress zstd] [--window BYTES] SRC [DST]",
+		ArgsUsage: "SRC [DST]",
+		Description: "optimize rewrites the archive SRC (it may be compressed; - reads stdin) so that\n" +
+			"two backups of the same VM share their bytes: every cluster of device 1 in\n" +
+			"ascending order, then device 2, and so on, and the fixed uuid\n" +
+			vma.OptimizedUUID.String() + " in the header and every extent. ctime,\n" +
+			"configs and devices stay; device ids become 1..n in their order. The output\n" +
+			"depends only on the archive's content: the same disks and configs give the same\n" +
+			"bytes whatever order vzdump stored the clusters in. The input is verified as it\n" +
+			"is read (every check of `vmasync verify`); on any error no output is left.\n\n" +
+			"Without DST, SRC is replaced: the output is written to a temporary file beside\n" +
+			"it, synced, and renamed over SRC only when complete. An SRC that is already\n" +
+			"optimized is left alone unless --force is given. DST - writes stdout, e.g.\n" +
+			"  vmasync optimize dump.vma.zst - | restic backup --stdin --stdin-filename dump.vma\n\n" +
+			"A plain SRC file is indexed first and read back with positioned reads. Other\n" +
+			"input (stdin, .zst, .gz, .lzo) is reordered as a stream: clusters that arrive\n" +
+			"early are held in memory up to --window and spilled to an unlinked temporary\n" +
+			"file ($TMPDIR) beyond it.\n\n" +
+			"--compress zstd compresses the output. Compressed archives hide their shared\n" +
+			"bytes from restic, borg and rdiff; keep the output uncompressed when it goes to\n" +
+			"a deduplicating store.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "rewrite SRC even if it is already optimized"},
+			&cli.StringFlag{Name: "compress", Usage: "compress the output: `ALGO` is zstd (defeats deduplication downstream)"},
+			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a stream before spilling, in `BYTES`"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was done"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 2)
+			if err != nil {
+				return err
+			}
+			verbose := cCtx.Bool("verbose")
+			if verbose && o.quiet {
+				return usageError("optimize", "-v and --quiet exclude each other")
+			}
+			if c := cCtx.String("compress"); c != "" && c != "zstd" {
+				return usageError("optimize", "--compress: unknown algorithm %q (only zstd)", c)
+			}
+			if cCtx.Int64("window") <= 0 {
+				return usageError("optimize", "--window must be positive")
+			}
+			src, dst := args[0], ""
+			if len(args) == 2 {
+				dst = args[1]
+			}
+			if src == "-" && dst == "" {
+				return usageError("optimize", "reading stdin needs a DST (a file, or - for stdout)")
+			}
+			if src == "-" && isTerminal(e.stdin) {
+				return &fileError{"stdin", errors.New("refusing to read an archive from a terminal (pipe or redirect it into stdin)")}
+			}
+			if dst == "-" && isTerminal(e.stdout) {
+				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
+			}
+			if dst != "" && dst != "-" {
+				if st, err := os.Stat(dst); err == nil && st.IsDir() {
+					return &fileError{dst, errors.New("is a directory")}
+				}
+			}
+			p := newProgress(e, o, "optimize "+displayName(src))
+			if st, err := os.Stat(src); err == nil && src != "-" && st.Mode().IsRegular() {
+				p.setTotal(st.Size(), nil)
+			}
+			res, err := vma.OptimizeFile(src, dst, vma.OptimizeFileOptions{
+				OptimizeOptions: vma.OptimizeOptions{Window: cCtx.Int64("window"), Progress: p.update},
+				Force:           cCtx.Bool("force"),
+				Compress:        cCtx.String("compress"),
+				Stdout:          e.stdout,
+				Stdin:           e.stdin,
+				Context:         e.ctx,
+			})
+			p.done()
+			if err != nil {
+				return &fileError{displayName(src), err}
+			}
+			w := e.stderr
+			switch {
+			case o.quiet:
+			case res.Skipped:
+				fmt.Fprintf(w, "%s: already optimized, left alone (--force rewrites it)\n", src)
+			case verbose:
+				out := res.Output
+				if out == "-" {
+					out = "stdout"
+				}
+				mode := "stream"
+				if res.TwoPass {
+					mode = "two-pass"
+				}
+				fmt.Fprintf(w, "%s: %s input, %d bytes -> %s: %d bytes (%s; in order before: %v; spilled %d bytes, peak window %d bytes)\n",
+					displayName(src), res.InputFormat, res.InputBytes, out, res.OutputBytes, mode, res.WasInOrder, res.SpilledBytes, res.PeakWindow)
+			}
+			return nil
+		},
+	}
+}
