@@ -30,13 +30,16 @@ EOF
 fi
 
 # --- tools the demo uses ----------------------------------------------------
-if ! command -v zstd >/dev/null 2>&1; then
+missing=()
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v rdiff >/dev/null 2>&1 || missing+=(rdiff)
+if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		say "installing zstd (to show compressed input)"
+		say "installing ${missing[*]} (compressed input, delta sizes)"
 		DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zstd </dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
 	else
-		echo "demo.sh: zstd is missing and cannot be installed here (not root or no apt-get); skipping the .zst step"
+		echo "demo.sh: ${missing[*]} missing and cannot be installed here (not root or no apt-get); skipping those steps"
 	fi
 fi
 
@@ -128,4 +131,25 @@ for f in qemu-server.conf disk-drive-scsi0.raw disk-drive-efidisk0.raw; do
 done
 echo "all files identical after pack -> unpack"
 
-say "done: vmasync info, verify and the pack/unpack round trip work"
+# --- the main job: optimize two nightly backups ---------------------------------
+say "optimize: two backups of the same VM, 0.1% of clusters changed between them"
+run go build -o bin/vmagen ./internal/cmd/vmagen
+disks=drive-scsi0:256M:mixed,drive-efidisk0:540672,drive-tpmstate0-backup:4M
+for g in 0 1; do
+	run bin/vmagen -disks "$disks" -order proxmox -seed 7 -gen $g -change 0.001 -o "$tmp/day$g.vma"
+	run "$vmasync" optimize -v "$tmp/day$g.vma" "$tmp/day$g.opt.vma"
+done
+run "$vmasync" info "$tmp/day1.opt.vma"
+if command -v rdiff >/dev/null 2>&1; then
+	say "what a delta tool (rdiff) has to store for day 2 after day 1"
+	for v in .vma .opt.vma; do
+		rm -f "$tmp/sig" "$tmp/delta"
+		rdiff signature "$tmp/day0$v" "$tmp/sig"
+		rdiff delta "$tmp/sig" "$tmp/day1$v" "$tmp/delta"
+		printf '%-28s day 2 is %10d bytes, delta against day 1: %10d bytes\n' \
+			"$([ $v = .vma ] && echo 'as vzdump wrote them:' || echo 'after vmasync optimize:')" \
+			"$(stat -c %s "$tmp/day1$v")" "$(stat -c %s "$tmp/delta")"
+	done
+fi
+
+say "done: info, verify, optimize and the pack/unpack round trip work"

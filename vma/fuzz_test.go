@@ -24,6 +24,7 @@ import (
 // corpus is in testdata/fuzz/FuzzReader (see TestWriteFuzzCorpus).
 func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
+		countExec(len(data))
 		fuzzRead(t, data)
 		if fixed := vmatest.FixChecksums(data); !bytes.Equal(fixed, data) {
 			fuzzRead(t, fixed)
