@@ -19,6 +19,10 @@ type OptimizeFileOptions struct {
 	OptimizeOptions
 	// Force rewrites an archive that is already optimized.
 	Force bool
+	// Sync makes a new destination file durable (fsync) before it is
+	// renamed into place. Replacing src in place always syncs, since the
+	// rename destroys the only other copy.
+	Sync bool
 	// Compress is "" (plain VMA, the dedup-friendly choice) or "zstd".
 	Compress string
 	// Stdout receives the output when dst is "-"; Stdin is read when src
@@ -44,7 +48,8 @@ type OptimizeFileResult struct {
 // or compressed, detected by magic) into dst. dst "-" writes to
 // opt.Stdout; dst "" replaces src: the output goes to a temporary file in
 // src's directory, is synced and renamed over src only when the whole
-// input checked out, so src is untouched on any error. A plain src that is
+// input checked out, so src is untouched on any error. A new dst is synced
+// only with opt.Sync (like cp, by default). A plain src that is
 // already optimized (fixed uuid, clusters in order) is left alone unless
 // opt.Force is set. A file output is never left half-written.
 func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult, error) {
@@ -116,6 +121,7 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		if err != nil {
 			return nil, err
 		}
+		af.NoSync = !inPlace && !opt.Sync
 		defer af.Abort()
 		out = af
 	}

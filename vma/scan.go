@@ -72,6 +72,7 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 		return nil, err
 	}
 	vr.AllowIncomplete()
+	vr.DiscardData()
 	info := &Info{Header: *vr.Header()}
 	var order orderCheck
 	stats := make(map[int]*DeviceStats)

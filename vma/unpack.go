@@ -38,6 +38,9 @@ type UnpackOptions struct {
 	// Progress, if set, is called now and then with the archive bytes
 	// read so far.
 	Progress func(offset int64)
+	// Sync makes the files durable (fsync) before they get their final
+	// names. Off by default, as with vma extract and cp.
+	Sync bool
 }
 
 // Unpack extracts an archive into dir: each config under its name and each
@@ -192,6 +195,9 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 	}
 	all := append(outs, cfgOuts...)
 	for _, o := range all {
+		if !opt.Sync {
+			break
+		}
 		if err := o.tmp.Sync(); err != nil {
 			return err
 		}
@@ -219,9 +225,11 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 		os.Remove(o.tmp.Name())
 		o.tmp = nil
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if opt.Sync {
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
 	}
 	return nil
 }
