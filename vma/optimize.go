@@ -1,6 +1,7 @@
 package vma
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/bits"
@@ -18,6 +19,16 @@ type OptimizeOptions struct {
 	TempDir string
 	// Progress, if set, is called now and then with the input bytes read.
 	Progress func(read int64)
+	// Context, if set, stops the work when it is done.
+	Context context.Context
+}
+
+// canceled returns the context's error, if any.
+func (o *OptimizeOptions) canceled() error {
+	if o.Context != nil && o.Context.Err() != nil {
+		return context.Cause(o.Context)
+	}
+	return nil
 }
 
 // OptimizeResult reports what Optimize did.
@@ -142,28 +153,51 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	// The data is looked at through a read-only mapping of the input (to
+	// find zero blocks) and copied into the output by the kernel where it
+	// can (Writer.WriteBlocksAt); without a mapping, positioned reads.
+	m := newMapper(f, size)
+	defer m.close()
 	buf := make([]byte, ClusterSize)
 	var read int64
-	for _, d := range hdr.Devices {
-		for num := uint64(0); num < d.Clusters(); num++ {
-			loc := idx[d.ID].get(uint32(num))
-			mask := uint16(loc)
-			n := bits.OnesCount16(mask) * BlockSize
-			if n > 0 {
-				if _, err := f.ReadAt(buf[:n], int64(loc>>16)); err != nil {
-					return nil, fmt.Errorf("vma: reading cluster %d of %s at byte offset %d: %w", num, devLabel(d.ID, d.Name), loc>>16, err)
+	err = guardFaults(func() error {
+		for _, d := range hdr.Devices {
+			for num := uint64(0); num < d.Clusters(); num++ {
+				loc := idx[d.ID].get(uint32(num))
+				mask, off := uint16(loc), int64(loc>>16)
+				n := bits.OnesCount16(mask) * BlockSize
+				if n == 0 {
+					if err := vw.WriteBlocks(d.ID, uint32(num), 0, nil); err != nil {
+						return err
+					}
+					continue
 				}
 				read += int64(n)
-				if opt.Progress != nil && num%256 == 0 {
-					opt.Progress(read)
+				if num%256 == 0 {
+					if err := opt.canceled(); err != nil {
+						return err
+					}
+					if opt.Progress != nil {
+						opt.Progress(read)
+					}
+				}
+				if b := m.bytes(off, int64(n)); b != nil {
+					if err := vw.WriteBlocksAt(d.ID, uint32(num), mask, b, f, off); err != nil {
+						return err
+					}
+					continue
+				}
+				if _, err := f.ReadAt(buf[:n], off); err != nil {
+					return fmt.Errorf("vma: reading cluster %d of %s at byte offset %d: %w", num, devLabel(d.ID, d.Name), off, err)
+				}
+				if err := vw.WriteBlocks(d.ID, uint32(num), mask, buf[:n]); err != nil {
+					return err
 				}
 			}
-			if err := vw.WriteBlocks(d.ID, uint32(num), mask, buf[:n]); err != nil {
-				return nil, err
-			}
 		}
-	}
-	if err := vw.Close(); err != nil {
+		return vw.Close()
+	})
+	if err != nil {
 		return nil, err
 	}
 	res.Header = *vw.Header()
@@ -263,9 +297,14 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		if err != nil {
 			return nil, err
 		}
-		if opt.Progress != nil && c.Extent != lastExt {
+		if c.Extent != lastExt {
 			lastExt = c.Extent
-			opt.Progress(c.Offset)
+			if err := opt.canceled(); err != nil {
+				return nil, err
+			}
+			if opt.Progress != nil {
+				opt.Progress(c.Offset)
+			}
 		}
 		id := ids[c.DevID]
 		order.see(id, c.Num)

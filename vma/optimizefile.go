@@ -1,7 +1,6 @@
 package vma
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +28,6 @@ type OptimizeFileOptions struct {
 	// is "-" (default os.Stdin).
 	Stdout io.Writer
 	Stdin  io.Reader
-	// Context, if set, stops the work when it is done.
-	Context context.Context
 }
 
 // OptimizeFileResult reports what OptimizeFile did.
@@ -133,12 +130,6 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		}
 		out = zw
 	}
-	if ctx := opt.Context; ctx != nil {
-		out = ctxWriter{ctx, out}
-		if _, isFile := input.(*os.File); !isFile { // keep the two-pass path
-			input = ctxReader{ctx, input}
-		}
-	}
 	r, err := Optimize(out, input, opt.OptimizeOptions)
 	if err != nil {
 		return nil, err
@@ -155,31 +146,6 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		}
 	}
 	return res, nil
-}
-
-// ctxReader and ctxWriter fail once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(p)
-}
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.w.Write(p)
 }
 
 // alreadyOptimized reads the index of a plain archive file (headers only)

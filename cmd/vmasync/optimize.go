@@ -82,12 +82,11 @@ func optimizeCommand(e *env) *cli.Command {
 				p.setTotal(st.Size(), nil)
 			}
 			res, err := vma.OptimizeFile(src, dst, vma.OptimizeFileOptions{
-				OptimizeOptions: vma.OptimizeOptions{Window: cCtx.Int64("window"), Progress: p.update},
+				OptimizeOptions: vma.OptimizeOptions{Window: cCtx.Int64("window"), Progress: p.update, Context: e.ctx},
 				Force:           cCtx.Bool("force"),
 				Compress:        cCtx.String("compress"),
 				Stdout:          e.stdout,
 				Stdin:           e.stdin,
-				Context:         e.ctx,
 			})
 			p.done()
 			if err != nil {

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package vma
+
+import "os"
+
+type mapper struct{}
+
+func newMapper(f *os.File, size int64) *mapper { return &mapper{} }
+
+func (m *mapper) bytes(off, n int64) []byte { return nil }
+
+func (m *mapper) close() {}
+
+func guardFaults(fn func() error) error { return fn() }
