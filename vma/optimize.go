@@ -1,11 +1,13 @@
 package vma
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math/bits"
 	"os"
+	"slices"
 )
 
 // OptimizeOptions tunes Optimize.
@@ -58,8 +60,8 @@ type OptimizeResult struct {
 // incomplete and must be discarded.
 //
 // If src is a regular *os.File positioned at its start, it is indexed first
-// and read back with positioned reads (memory: 8 bytes per stored
-// non-zero cluster). Otherwise clusters that arrive early are held in a
+// and read back in output order (memory: 16 bytes per stored non-zero
+// cluster, plus a few mapped windows of the input). Otherwise clusters that arrive early are held in a
 // bounded window and spilled to a temporary file beyond it.
 func Optimize(dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
 	if opt.Window <= 0 {
@@ -85,6 +87,12 @@ func canonicalHeader(h *Header) (Header, map[int]int) {
 		out.Devices = append(out.Devices, Device{ID: i + 1, Name: d.Name, Size: d.Size})
 	}
 	return out, ids
+}
+
+// storedCluster locates the data of a stored cluster in the input.
+type storedCluster struct {
+	dev, num uint32
+	loc      uint64 // offset<<16 | mask
 }
 
 // locIndex maps the cluster numbers of one device to a 64-bit location
@@ -126,7 +134,9 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 		return nil, err
 	}
 	hdr, ids := canonicalHeader(vr.Header())
-	idx := make([]locIndex, len(hdr.Devices)+1)
+	// The index holds the stored (non-zero) clusters only, 16 bytes each,
+	// in stored order; sorted into output order below.
+	var idx []storedCluster
 	res := &OptimizeResult{TwoPass: true}
 	var order orderCheck
 	for {
@@ -143,11 +153,16 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 			if c.Offset > maxLocOffset {
 				return nil, fmt.Errorf("vma: archive larger than %d bytes is not supported", int64(maxLocOffset))
 			}
-			idx[id].set(c.Num, uint64(c.Offset)<<16|uint64(c.Mask))
+			idx = append(idx, storedCluster{dev: uint32(id), num: c.Num, loc: uint64(c.Offset)<<16 | uint64(c.Mask)})
 		}
 	}
 	res.InputBytes = vr.Offset()
 	res.WasInOrder = order.inOrder()
+	if !res.WasInOrder {
+		slices.SortFunc(idx, func(a, b storedCluster) int {
+			return cmp.Or(cmp.Compare(a.dev, b.dev), cmp.Compare(a.num, b.num))
+		})
+	}
 
 	vw, err := NewWriter(dst, &hdr)
 	if err != nil {
@@ -163,7 +178,10 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 	err = guardFaults(func() error {
 		for _, d := range hdr.Devices {
 			for num := uint64(0); num < d.Clusters(); num++ {
-				loc := idx[d.ID].get(uint32(num))
+				var loc uint64
+				if len(idx) > 0 && idx[0].dev == uint32(d.ID) && uint64(idx[0].num) == num {
+					loc, idx = idx[0].loc, idx[1:]
+				}
 				mask, off := uint16(loc), int64(loc>>16)
 				n := bits.OnesCount16(mask) * BlockSize
 				if n == 0 {
