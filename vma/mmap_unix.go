@@ -61,7 +61,7 @@ func (m *mapper) bytes(off, n int64) []byte {
 	}
 	start := off / mapWindowSize * mapWindowSize
 	length := min(int64(mapWindowSize+ClusterSize), m.size-start)
-	b, err := syscall.Mmap(int(m.f.Fd()), start, int(length), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+	b, err := syscall.Mmap(int(m.f.Fd()), start, int(length), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		m.failed = true
 		return nil
