@@ -2,7 +2,12 @@
 
 package vma
 
-import "os"
+import (
+	"errors"
+	"os"
+)
+
+var errFault = errors.New("input fault")
 
 type mapper struct{}
 

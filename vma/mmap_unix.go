@@ -82,7 +82,7 @@ func (m *mapper) close() {
 
 // errFault reports a memory fault while reading a mapped input: the file
 // shrank (or failed) while it was being read.
-var errFault = errors.New("vma: the input file changed or could not be read while it was mapped (was it truncated?)")
+var errFault = errors.New("the input file changed or could not be read while it was mapped (was it truncated?)")
 
 // guardFaults runs fn, turning a fault on mapped memory (SIGBUS after the
 // input file was truncated) into an error instead of a crash.

@@ -3,6 +3,7 @@ package vma
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -174,7 +175,7 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 	m := newMapper(f, size)
 	defer m.close()
 	buf := make([]byte, ClusterSize)
-	var read int64
+	var read, at int64
 	err = guardFaults(func() error {
 		for _, d := range hdr.Devices {
 			for num := uint64(0); num < d.Clusters(); num++ {
@@ -199,6 +200,7 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 						opt.Progress(read)
 					}
 				}
+				at = off
 				if b := m.bytes(off, int64(n)); b != nil {
 					if err := vw.WriteBlocksAt(d.ID, uint32(num), mask, b, f, off); err != nil {
 						return err
@@ -215,6 +217,9 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 		}
 		return vw.Close()
 	})
+	if errors.Is(err, errFault) {
+		return nil, fmt.Errorf("vma: byte offset %d: %w", at, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -93,4 +94,36 @@ func TestOptimizeDeterministic(t *testing.T) {
 	if err != nil || !info.Optimized || !info.Complete {
 		t.Fatalf("scan of optimized output: %v %+v", err, info)
 	}
+}
+
+// TestOptimizeInputTruncatedMidway: the input shrinks while optimize maps
+// it. A read of a mapped page past the new end faults (SIGBUS); that must
+// come back as an error, not crash the process.
+func TestOptimizeInputTruncatedMidway(t *testing.T) {
+	src := t.TempDir()
+	writeImages(t, src, map[string]int{"drive-scsi0": 40 << 20})
+	arch := shuffledArchive(t, src, 5)
+	p := filepath.Join(t.TempDir(), "a.vma")
+	os.WriteFile(p, arch, 0o600)
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	truncated := false
+	_, err = Optimize(io.Discard, f, OptimizeOptions{Progress: func(int64) {
+		if !truncated {
+			truncated = true
+			if err := os.Truncate(p, 20000); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if !truncated {
+		t.Fatal("progress never called")
+	}
+	if err == nil || !strings.Contains(err.Error(), "byte offset") {
+		t.Fatalf("want an error with the byte offset, got %v", err)
+	}
+	t.Log(err)
 }
