@@ -188,6 +188,8 @@ func newApp(e *env) *cli.App {
 		Description: "vmasync reads vzdump VMA backups (.vma, .vma.zst, .vma.gz, .vma.lzo; the\n" +
 			"compression is detected from the content, FILE - reads stdin) and checks them\n" +
 			"as Proxmox's own vma tool does, plus a check that no cluster is missing.\n" +
+			"optimize rewrites them into a canonical form (clusters in device order, a\n" +
+			"fixed uuid) so that two backups of a VM share their unchanged bytes.\n" +
 			"Options must come before the file arguments.\n\n" +
 			"Exit codes: 0 ok; 1 invalid or corrupt input, or an operational error;\n" +
 			"2 usage error; 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
