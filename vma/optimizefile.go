@@ -10,7 +10,6 @@ import (
 
 	"github.com/vmasync/vmasync/internal/atomicfile"
 	"github.com/vmasync/vmasync/internal/decompress"
-	"github.com/vmasync/vmasync/internal/readahead"
 )
 
 // OptimizeFileOptions tunes OptimizeFile.
@@ -78,12 +77,6 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 	res := &OptimizeFileResult{Output: dst, InputFormat: in.Format}
 
 	var input io.Reader = in
-	if in.Format != decompress.Plain {
-		// Decompress on the second core while this one reorders.
-		ra := readahead.NewReader(in, 1<<20, 4)
-		defer ra.Close()
-		input = ra
-	}
 	if in.File != nil {
 		input = in.File
 		if inPlace && !opt.Force {
