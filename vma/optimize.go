@@ -3,7 +3,6 @@ package vma
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -61,8 +60,8 @@ type OptimizeResult struct {
 // incomplete and must be discarded.
 //
 // If src is a regular *os.File positioned at its start, it is indexed first
-// and read back in output order (memory: 16 bytes per stored non-zero
-// cluster, plus a few mapped windows of the input). Otherwise clusters that arrive early are held in a
+// and read back in output order with positioned reads (memory: 16 bytes
+// per stored non-zero cluster). Otherwise clusters that arrive early are held in a
 // bounded window and spilled to a temporary file beyond it.
 func Optimize(dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
 	if opt.Window <= 0 {
@@ -169,58 +168,42 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	// The data is looked at through a read-only mapping of the input (to
-	// find zero blocks) and copied into the output by the kernel where it
-	// can (Writer.WriteBlocksAt); without a mapping, positioned reads.
-	m := newMapper(f, size)
-	defer m.close()
-	buf := make([]byte, ClusterSize)
-	var read, at int64
-	err = guardFaults(func() error {
-		for _, d := range hdr.Devices {
-			for num := uint64(0); num < d.Clusters(); num++ {
-				var loc uint64
-				if len(idx) > 0 && idx[0].dev == uint32(d.ID) && uint64(idx[0].num) == num {
-					loc, idx = idx[0].loc, idx[1:]
+	var read int64
+	for _, d := range hdr.Devices {
+		for num := uint64(0); num < d.Clusters(); num++ {
+			var loc uint64
+			if len(idx) > 0 && idx[0].dev == uint32(d.ID) && uint64(idx[0].num) == num {
+				loc, idx = idx[0].loc, idx[1:]
+			}
+			mask, off := uint16(loc), int64(loc>>16)
+			n := bits.OnesCount16(mask) * BlockSize
+			if n == 0 {
+				if err := vw.WriteBlocks(d.ID, uint32(num), 0, nil); err != nil {
+					return nil, err
 				}
-				mask, off := uint16(loc), int64(loc>>16)
-				n := bits.OnesCount16(mask) * BlockSize
-				if n == 0 {
-					if err := vw.WriteBlocks(d.ID, uint32(num), 0, nil); err != nil {
-						return err
-					}
-					continue
+				continue
+			}
+			read += int64(n)
+			if num%256 == 0 {
+				if err := opt.canceled(); err != nil {
+					return nil, err
 				}
-				read += int64(n)
-				if num%256 == 0 {
-					if err := opt.canceled(); err != nil {
-						return err
-					}
-					if opt.Progress != nil {
-						opt.Progress(read)
-					}
-				}
-				at = off
-				if b := m.bytes(off, int64(n)); b != nil {
-					if err := vw.WriteBlocksAt(d.ID, uint32(num), mask, b, f, off); err != nil {
-						return err
-					}
-					continue
-				}
-				if _, err := f.ReadAt(buf[:n], off); err != nil {
-					return fmt.Errorf("vma: reading cluster %d of %s at byte offset %d: %w", num, devLabel(d.ID, d.Name), off, err)
-				}
-				if err := vw.WriteBlocks(d.ID, uint32(num), mask, buf[:n]); err != nil {
-					return err
+				if opt.Progress != nil {
+					opt.Progress(read)
 				}
 			}
+			err := vw.ReadBlocks(d.ID, uint32(num), mask, func(dst []byte) error {
+				if _, err := f.ReadAt(dst, off); err != nil {
+					return fmt.Errorf("vma: byte offset %d: reading cluster %d of %s: %w (did the file change?)", off, num, devLabel(d.ID, d.Name), err)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
 		}
-		return vw.Close()
-	})
-	if errors.Is(err, errFault) {
-		return nil, fmt.Errorf("vma: byte offset %d: %w", at, err)
 	}
-	if err != nil {
+	if err := vw.Close(); err != nil {
 		return nil, err
 	}
 	res.Header = *vw.Header()

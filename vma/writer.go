@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"os"
 )
 
 // writeDev is the writer's per-device state.
@@ -30,14 +29,8 @@ type Writer struct {
 	dev  [MaxDeviceID + 1]*writeDev
 	head []byte // encoded header, written before the first extent
 
-	buf   []byte // extent header + data of the extent being filled
-	infos []blockinfo
-	// segs describes the data of the extent being filled when some of it
-	// is to be copied from a source file (WriteBlocksAt): in order, runs
-	// of w.buf and runs of the source file.
-	segs    []segment
-	copySrc *os.File
-	copyOff int64 // offset in copySrc of the blocks being written
+	buf     []byte // extent header + data of the extent being filled
+	infos   []blockinfo
 	perExt  int
 	off     int64
 	extents int
@@ -183,46 +176,6 @@ func encodeHeader(h *Header) []byte {
 	return b
 }
 
-// segment is a run of extent data: bytes of w.buf (src nil) or of a
-// source file.
-type segment struct {
-	src   *os.File
-	start int64 // offset in w.buf or in src
-	n     int64
-}
-
-// addSeg appends a run, merging it with the previous one when contiguous.
-func (w *Writer) addSeg(src *os.File, start, n int64) {
-	if k := len(w.segs); k > 0 {
-		p := &w.segs[k-1]
-		if p.src == src && p.start+p.n == start {
-			p.n += n
-			return
-		}
-	}
-	w.segs = append(w.segs, segment{src, start, n})
-}
-
-// WriteBlocksAt is WriteBlocks for blocks that are the bytes of file src
-// at offset off (for instance src mapped into memory). The Writer checks
-// the bytes in blocks, but may copy the data into the archive directly
-// from src inside the kernel (copy_file_range) when the underlying writer
-// is a file, saving two copies through user space. blocks is not kept
-// after the call, but src must stay unchanged until the extent is written
-// (at the latest, Close).
-func (w *Writer) WriteBlocksAt(id int, num uint32, mask uint16, blocks []byte, src *os.File, off int64) error {
-	if len(blocks) != bits.OnesCount16(mask)*BlockSize {
-		return fmt.Errorf("vma: cluster %d: %d bytes of blocks for mask %#04x", num, len(blocks), mask)
-	}
-	if _, ok := w.w.(io.ReaderFrom); !ok || src == nil {
-		return w.write(id, num, mask, blocks, false)
-	}
-	w.copySrc = src
-	defer func() { w.copySrc = nil }()
-	w.copyOff = off
-	return w.write(id, num, mask, blocks, false)
-}
-
 // WriteCluster writes cluster num of device id from its contents: data
 // holds the cluster's bytes from its start, up to ClusterSize; bytes beyond
 // len(data), and bytes past the device end, count as zero. A nil data
@@ -247,6 +200,32 @@ func (w *Writer) WriteBlocks(id int, num uint32, mask uint16, blocks []byte) err
 		return fmt.Errorf("vma: cluster %d: %d bytes of blocks for mask %#04x", num, len(blocks), mask)
 	}
 	return w.write(id, num, mask, blocks, false)
+}
+
+// ReadBlocks is WriteBlocks for blocks that read fetches straight into
+// the Writer's extent buffer (for instance with a positioned read of the
+// input file), saving a copy. read gets popcount(mask)*BlockSize bytes to
+// fill completely.
+func (w *Writer) ReadBlocks(id int, num uint32, mask uint16, read func(dst []byte) error) error {
+	if w.err != nil {
+		return w.err
+	}
+	n := bits.OnesCount16(mask) * BlockSize
+	if w.buf == nil {
+		w.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+w.perExt*ClusterSize)
+	}
+	if cap(w.buf)-len(w.buf) < n {
+		w.buf = append(make([]byte, 0, len(w.buf)+max(n, w.perExt*ClusterSize)), w.buf...)
+	}
+	// The blocks land just past the data of the extent being filled. write
+	// then appends the blocks it keeps at or before where they lie (a
+	// flush only moves that point back), so the copies never overrun data
+	// not yet consumed.
+	region := w.buf[len(w.buf) : len(w.buf)+n]
+	if err := read(region); err != nil {
+		return err
+	}
+	return w.write(id, num, mask, region, false)
 }
 
 // write adds one cluster. In cluster mode src is the (possibly short)
@@ -285,10 +264,6 @@ func (w *Writer) write(id int, num uint32, mask uint16, src []byte, cluster bool
 	if !d.vmstate {
 		inDev = min(d.dev.Size-uint64(num)*ClusterSize, ClusterSize)
 	}
-	if w.copySrc != nil && len(w.segs) == 0 && len(w.buf) > ExtentHeaderSize {
-		// This extent's data so far is in w.buf: it goes first.
-		w.segs = append(w.segs, segment{nil, ExtentHeaderSize, int64(len(w.buf) - ExtentHeaderSize)})
-	}
 	var out uint16
 	k := 0
 	for i := range BlocksPerCluster {
@@ -314,17 +289,9 @@ func (w *Writer) write(id int, num uint32, mask uint16, src []byte, cluster bool
 			continue
 		}
 		out |= bit
-		if w.copySrc != nil && len(blk) == BlockSize {
-			w.addSeg(w.copySrc, w.copyOff+int64(k-1)*BlockSize, BlockSize)
-			continue
-		}
-		pos := len(w.buf)
 		w.buf = append(w.buf, blk...)
 		if len(blk) < BlockSize {
 			w.buf = append(w.buf, zeroBlock[:BlockSize-len(blk)]...)
-		}
-		if w.copySrc != nil || len(w.segs) > 0 {
-			w.addSeg(nil, int64(pos), BlockSize)
 		}
 	}
 	d.written.add(num)
@@ -346,48 +313,12 @@ func (w *Writer) flush() error {
 		w.buf = make([]byte, ExtentHeaderSize)
 	}
 	encodeExtentHeader(w.buf, w.hdr.UUID, w.infos)
-	if len(w.segs) == 0 {
-		if err := w.emit(w.buf); err != nil {
-			return err
-		}
-	} else if err := w.emitSegments(); err != nil {
+	if err := w.emit(w.buf); err != nil {
 		return err
 	}
 	w.extents++
 	w.infos = w.infos[:0]
-	w.segs = w.segs[:0]
 	w.buf = w.buf[:ExtentHeaderSize]
-	return nil
-}
-
-// emitSegments writes the extent header and then the data runs, copying
-// source-file runs with the underlying writer's ReadFrom (for an *os.File:
-// copy_file_range inside the kernel, or a plain copy where that fails).
-func (w *Writer) emitSegments() error {
-	if err := w.emit(w.buf[:ExtentHeaderSize]); err != nil {
-		return err
-	}
-	for _, sg := range w.segs {
-		if sg.src == nil {
-			if err := w.emit(w.buf[sg.start : sg.start+sg.n]); err != nil {
-				return err
-			}
-			continue
-		}
-		if _, err := sg.src.Seek(sg.start, io.SeekStart); err != nil {
-			w.err = fmt.Errorf("vma: reading source: %w", err)
-			return w.err
-		}
-		n, err := w.w.(io.ReaderFrom).ReadFrom(&io.LimitedReader{R: sg.src, N: sg.n})
-		w.off += n
-		if err == nil && n < sg.n {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			w.err = fmt.Errorf("vma: copying %d bytes from source offset %d: %w", sg.n, sg.start, err)
-			return w.err
-		}
-	}
 	return nil
 }
 
