@@ -2,6 +2,7 @@ package vma
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -294,6 +295,26 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		return nil
 	}
 
+	// spillOut writes a cluster's blocks to the spill file.
+	spillOut := func(id int, num uint32, mask uint16, data []byte) error {
+		if spill == nil {
+			var err error
+			spill, err = os.CreateTemp(opt.TempDir, "vmasync-spill-*")
+			if err != nil {
+				return fmt.Errorf("vma: creating spill file: %w", err)
+			}
+			os.Remove(spill.Name()) // unlinked: vanishes with the process
+		}
+		if _, err := spill.WriteAt(data, spillEnd); err != nil {
+			return fmt.Errorf("vma: writing spill file: %w", err)
+		}
+		devs[id].spill.set(num, uint64(spillEnd)<<16|uint64(mask))
+		spillEnd += int64(len(data))
+		res.SpilledBytes += int64(len(data))
+		return nil
+	}
+	var byNeed keyHeap
+
 	lastExt := -1
 	for {
 		c, err := vr.Next()
@@ -330,33 +351,40 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		if c.Mask == 0 {
 			continue
 		}
-		if winBytes+int64(len(c.Data)) <= opt.Window {
-			var b []byte
-			if n := len(free); n > 0 {
-				b, free = free[n-1][:len(c.Data)], free[:n-1]
-			} else {
-				b = make([]byte, len(c.Data), ClusterSize)
+		k := key(id, c.Num)
+		// Make room by spilling the clusters needed last (the largest
+		// keys), unless this one is needed later than all of them.
+		for winBytes+int64(len(c.Data)) > opt.Window {
+			far, ok := byNeed.max(window)
+			if !ok || far < k {
+				break
 			}
-			copy(b, c.Data)
-			k := key(id, c.Num)
-			window[k], winMask[k] = b, c.Mask
-			winBytes += int64(len(b))
-			res.PeakWindow = max(res.PeakWindow, winBytes)
+			data := window[far]
+			if err := spillOut(int(far>>32), uint32(far), winMask[far], data); err != nil {
+				return nil, err
+			}
+			delete(window, far)
+			delete(winMask, far)
+			winBytes -= int64(len(data))
+			free = append(free, data[:cap(data)])
+		}
+		if winBytes+int64(len(c.Data)) > opt.Window {
+			if err := spillOut(id, c.Num, c.Mask, c.Data); err != nil {
+				return nil, err
+			}
 			continue
 		}
-		if spill == nil {
-			spill, err = os.CreateTemp(opt.TempDir, "vmasync-spill-*")
-			if err != nil {
-				return nil, fmt.Errorf("vma: creating spill file: %w", err)
-			}
-			os.Remove(spill.Name()) // unlinked: vanishes with the process
+		var b []byte
+		if n := len(free); n > 0 {
+			b, free = free[n-1][:len(c.Data)], free[:n-1]
+		} else {
+			b = make([]byte, len(c.Data), ClusterSize)
 		}
-		if _, err := spill.WriteAt(c.Data, spillEnd); err != nil {
-			return nil, fmt.Errorf("vma: writing spill file: %w", err)
-		}
-		d.spill.set(c.Num, uint64(spillEnd)<<16|uint64(c.Mask))
-		spillEnd += int64(len(c.Data))
-		res.SpilledBytes += int64(len(c.Data))
+		copy(b, c.Data)
+		window[k], winMask[k] = b, c.Mask
+		byNeed.push(k, window)
+		winBytes += int64(len(b))
+		res.PeakWindow = max(res.PeakWindow, winBytes)
 	}
 	if err := drain(); err != nil {
 		return nil, err
@@ -369,6 +397,47 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 	res.Header = *vw.Header()
 	res.OutputBytes = vw.Offset()
 	return res, nil
+}
+
+// keyHeap is a max-heap of window keys (output order), so the streaming
+// reorder can spill the cluster needed last. Keys drained from the window
+// stay in the heap until they surface (skipped then) or the heap is
+// rebuilt when stale keys outnumber live ones.
+type keyHeap []uint64
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i] > h[j] }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// push adds k; window is the live set, used to drop stale keys.
+func (h *keyHeap) push(k uint64, window map[uint64][]byte) {
+	if len(*h) > 2*len(window)+64 {
+		*h = (*h)[:0]
+		for wk := range window {
+			*h = append(*h, wk)
+		}
+		heap.Init(h)
+		return // window already holds k
+	}
+	heap.Push(h, k)
+}
+
+// max returns the largest key still in window.
+func (h *keyHeap) max(window map[uint64][]byte) (uint64, bool) {
+	for len(*h) > 0 {
+		if _, live := window[(*h)[0]]; live {
+			return (*h)[0], true
+		}
+		heap.Pop(h)
+	}
+	return 0, false
 }
 
 // orderCheck tracks whether clusters arrive in device order: every cluster
