@@ -227,6 +227,7 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 	if err != nil {
 		return nil, err
 	}
+	vr.DeferData() // read each cluster's data straight to where it goes
 	hdr, ids := canonicalHeader(vr.Header())
 	vw, err := NewWriter(dst, &hdr)
 	if err != nil {
@@ -336,7 +337,7 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		id := ids[c.DevID]
 		order.see(id, c.Num)
 		if id == cur && uint64(c.Num) == next {
-			if err := vw.WriteBlocks(id, c.Num, c.Mask, c.Data); err != nil {
+			if err := vw.ReadBlocks(id, c.Num, c.Mask, vr.ReadData); err != nil {
 				return nil, err
 			}
 			next++
@@ -351,10 +352,11 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		if c.Mask == 0 {
 			continue
 		}
+		size := int64(bits.OnesCount16(c.Mask) * BlockSize)
 		k := key(id, c.Num)
 		// Make room by spilling the clusters needed last (the largest
 		// keys), unless this one is needed later than all of them.
-		for winBytes+int64(len(c.Data)) > opt.Window {
+		for winBytes+size > opt.Window {
 			far, ok := byNeed.max(window)
 			if !ok || far < k {
 				break
@@ -368,19 +370,24 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 			winBytes -= int64(len(data))
 			free = append(free, data[:cap(data)])
 		}
-		if winBytes+int64(len(c.Data)) > opt.Window {
-			if err := spillOut(id, c.Num, c.Mask, c.Data); err != nil {
+		if winBytes+size > opt.Window {
+			if err := vr.ReadData(tmp[:size]); err != nil {
+				return nil, err
+			}
+			if err := spillOut(id, c.Num, c.Mask, tmp[:size]); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		var b []byte
 		if n := len(free); n > 0 {
-			b, free = free[n-1][:len(c.Data)], free[:n-1]
+			b, free = free[n-1][:size], free[:n-1]
 		} else {
-			b = make([]byte, len(c.Data), ClusterSize)
+			b = make([]byte, size, ClusterSize)
 		}
-		copy(b, c.Data)
+		if err := vr.ReadData(b); err != nil {
+			return nil, err
+		}
 		window[k], winMask[k] = b, c.Mask
 		byNeed.push(k, window)
 		winBytes += int64(len(b))

@@ -65,6 +65,10 @@ type Reader struct {
 	size   int64
 	// discard mode: data is read through a small buffer and dropped.
 	discard bool
+	// deferred mode: data stays in the input until ReadData asks for it.
+	deferred bool
+	pending  int // data bytes of the current cluster not yet read
+	extLeft  int // data bytes of the current extent not yet read
 
 	buf     []byte // current extent: header then data
 	infos   [ExtentSlots]blockinfo
@@ -116,6 +120,56 @@ func (r *Reader) Extents() int { return r.extents }
 // nil Data. Every check is still made and every byte still read. Call it
 // before the first Next; it suits a verification pass.
 func (r *Reader) DiscardData() { r.discard = true }
+
+// DeferData makes Next leave each cluster's data in the input: Next yields
+// clusters with a nil Data, and ReadData reads the current cluster's
+// blocks into a buffer of the caller's (data not asked for is skipped).
+// This saves a copy when the caller has its own place for the data. The
+// extent header is checked before its clusters are yielded, but a
+// truncated extent is only noticed when its data is read, after some of
+// its clusters may have been yielded.
+func (r *Reader) DeferData() { r.deferred = true }
+
+// ReadData reads the stored blocks of the cluster Next returned last into
+// dst, which must be popcount(Mask)*BlockSize bytes. Only in DeferData
+// mode, once per cluster.
+func (r *Reader) ReadData(dst []byte) error {
+	if r.err != nil {
+		return r.err
+	}
+	if !r.deferred || len(dst) != r.pending {
+		return fmt.Errorf("vma: ReadData of %d bytes, %d pending", len(dst), r.pending)
+	}
+	n, err := io.ReadFull(r.r, dst)
+	r.off += int64(n)
+	r.pending -= n
+	r.extLeft -= n
+	if err != nil {
+		r.err = r.extErr(r.off, ioCause(err), "short extent: input ends %d bytes before the end of the extent's data", r.extLeft)
+		r.err.(*FormatError).Extent = r.extents - 1
+		return r.err
+	}
+	return nil
+}
+
+// skip reads and drops n bytes of extent data.
+func (r *Reader) skip(n int) error {
+	if cap(r.buf) < ExtentHeaderSize+discardChunk {
+		nb := make([]byte, ExtentHeaderSize, ExtentHeaderSize+discardChunk)
+		copy(nb, r.buf[:ExtentHeaderSize])
+		r.buf = nb
+	}
+	scratch := r.buf[ExtentHeaderSize : ExtentHeaderSize+discardChunk]
+	for left := n; left > 0; {
+		m, err := io.ReadFull(r.r, scratch[:min(left, discardChunk)])
+		r.off += int64(m)
+		left -= m
+		if err != nil {
+			return r.extErr(r.off, ioCause(err), "short extent: input ends %d bytes before the end of the extent's data", left)
+		}
+	}
+	return nil
+}
 
 // AllowIncomplete turns off the end-of-archive check that every cluster of
 // every disk was present. Proxmox's `vma verify` does not make that check
@@ -319,6 +373,15 @@ func (r *Reader) Next() (*Cluster, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	if r.pending > 0 {
+		n := r.pending
+		r.pending, r.extLeft = 0, r.extLeft-n
+		if err := r.skip(n); err != nil {
+			err.(*FormatError).Extent = r.extents - 1
+			r.err = err
+			return nil, err
+		}
+	}
 	for {
 		if r.inExt {
 			for r.slot < ExtentSlots {
@@ -335,7 +398,9 @@ func (r *Reader) Next() (*Cluster, error) {
 					Offset: r.extOff + int64(r.dataOff),
 					Extent: r.extents - 1,
 				}
-				if r.seeker == nil && !r.discard {
+				if r.deferred {
+					r.pending = n
+				} else if r.seeker == nil && !r.discard {
 					r.cur.Data = r.buf[r.dataOff : r.dataOff+n : r.dataOff+n]
 				}
 				r.dataOff += n
@@ -405,20 +470,13 @@ func (r *Reader) readExtent() error {
 		r.off += int64(count * BlockSize)
 		return r.acceptExtent(count)
 	}
+	if r.deferred {
+		r.extLeft = count * BlockSize
+		return r.acceptExtent(count)
+	}
 	if r.discard {
-		if cap(r.buf) < ExtentHeaderSize+discardChunk {
-			nb := make([]byte, ExtentHeaderSize, ExtentHeaderSize+discardChunk)
-			copy(nb, r.buf[:ExtentHeaderSize])
-			r.buf = nb
-		}
-		scratch := r.buf[ExtentHeaderSize : ExtentHeaderSize+discardChunk]
-		for left := count * BlockSize; left > 0; {
-			n, err := io.ReadFull(r.r, scratch[:min(left, discardChunk)])
-			r.off += int64(n)
-			left -= n
-			if err != nil {
-				return r.extErr(r.off, ioCause(err), "short extent: input ends after %d of %d data bytes", count*BlockSize-left, count*BlockSize)
-			}
+		if err := r.skip(count * BlockSize); err != nil {
+			return err
 		}
 		return r.acceptExtent(count)
 	}
