@@ -215,10 +215,12 @@ func newApp(e *env) *cli.App {
 type opts struct {
 	quiet    bool
 	progress string // auto, always, never
+	verbose  bool   // the command's -v, where it has one
 }
 
 // globalOpts reads --quiet and --progress, which may be given before or
-// after the command name (after wins).
+// after the command name (after wins), and the command's -v, which
+// excludes --quiet.
 func globalOpts(cCtx *cli.Context) (opts, error) {
 	o := opts{progress: "auto"}
 	lineage := cCtx.Lineage()
@@ -238,6 +240,10 @@ func globalOpts(cCtx *cli.Context) (opts, error) {
 	case "auto", "always", "never":
 	default:
 		return o, usageError(cCtx.Command.Name, "invalid value %q for --progress (use auto, always or never)", o.progress)
+	}
+	o.verbose = cCtx.Bool("verbose")
+	if o.verbose && o.quiet {
+		return o, usageError(cCtx.Command.Name, "-v and --quiet exclude each other")
 	}
 	return o, nil
 }

@@ -49,10 +49,7 @@ func optimizeCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			verbose := cCtx.Bool("verbose")
-			if verbose && o.quiet {
-				return usageError("optimize", "-v and --quiet exclude each other")
-			}
+			verbose := o.verbose
 			if c := cCtx.String("compress"); c != "" && c != "zstd" {
 				return usageError("optimize", "--compress: unknown algorithm %q (only zstd)", c)
 			}

@@ -47,10 +47,7 @@ func packCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			verbose := cCtx.Bool("verbose")
-			if verbose && o.quiet {
-				return usageError("pack", "-v and --quiet exclude each other")
-			}
+			verbose := o.verbose
 			popt := vma.PackOptions{UUID: vma.RandomUUID(), CTime: time.Now().Unix()}
 			if s := cCtx.String("uuid"); cCtx.IsSet("uuid") {
 				u, err := vma.ParseUUID(s)

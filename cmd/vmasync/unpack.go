@@ -42,10 +42,7 @@ func unpackCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			verbose := cCtx.Bool("verbose")
-			if verbose && o.quiet {
-				return usageError("unpack", "-v and --quiet exclude each other")
-			}
+			verbose := o.verbose
 			devices := cCtx.StringSlice("device")
 			file, dir := args[0], args[1]
 			name := displayName(file)

@@ -44,10 +44,7 @@ func verifyCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			verbose, proxmox := cCtx.Bool("verbose"), cCtx.Bool("proxmox")
-			if verbose && o.quiet {
-				return usageError("verify", "-v and --quiet exclude each other")
-			}
+			verbose, proxmox := o.verbose, cCtx.Bool("proxmox")
 			stdinUsed := false
 			for _, f := range files {
 				if f == "-" {
