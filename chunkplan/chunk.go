@@ -29,11 +29,23 @@ const buffersInFlight = 3
 // that error is returned; Chunk never returns before the chunking goroutine
 // has stopped reading r.
 func Chunk(r io.Reader, p Params, fn func(c ChunkRef, data []byte) error) error {
+	if fn == nil {
+		return errors.New("chunkplan: Chunk: nil callback")
+	}
+	return Split(r, p, func(data []byte) error {
+		return fn(ChunkRef{Hash: sha256.Sum256(data), Length: uint32(len(data))}, data)
+	})
+}
+
+// Split is Chunk without the hashing: it calls fn with the bytes of every
+// chunk, in stream order, for callers that identify chunks otherwise. The
+// same pipelining and buffer rules apply.
+func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
 	if fn == nil {
-		return errors.New("chunkplan: Chunk: nil callback")
+		return errors.New("chunkplan: Split: nil callback")
 	}
 	free := make(chan []byte, buffersInFlight)
 	for range buffersInFlight {
@@ -90,8 +102,7 @@ func Chunk(r io.Reader, p Params, fn func(c ChunkRef, data []byte) error) error 
 	var cbErr error
 	for data := range full {
 		if cbErr == nil {
-			ref := ChunkRef{Hash: sha256.Sum256(data), Length: uint32(len(data))}
-			if cbErr = fn(ref, data); cbErr != nil {
+			if cbErr = fn(data); cbErr != nil {
 				stop()
 			}
 		}

@@ -63,6 +63,32 @@ func TestDefaultPolynomial(t *testing.T) {
 	}
 }
 
+// TestDefaultParams pins vmasync's own parameters: stores record them, so
+// a change must be deliberate (and needs a new measurement, see
+// docs/benchmarks.md).
+func TestDefaultParams(t *testing.T) {
+	want := Params{Polynomial: 0x204368e8ba3e47, MinSize: 4096, MaxSize: 65536, AverageBits: 12}
+	if got := DefaultParams(); got != want {
+		t.Fatalf("DefaultParams() = %+v, want %+v", got, want)
+	}
+	if DefaultParams() == ResticParams(DefaultPolynomial) {
+		t.Fatal("DefaultParams equals ResticParams")
+	}
+	// The mean chunk of random data is about MinSize + 2^AverageBits.
+	in := randomBytes(11, 8<<20)
+	var n, total int
+	if err := Split(bytes.NewReader(in), DefaultParams(), func(data []byte) error {
+		n++
+		total += len(data)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if mean := total / n; total != len(in) || mean < 7<<10 || mean > 9<<10 {
+		t.Fatalf("%d chunks of %d bytes, mean %d, want about 8 KiB", n, total, total/max(n, 1))
+	}
+}
+
 func TestValidate(t *testing.T) {
 	bad := []Params{
 		{},

@@ -8,7 +8,9 @@
 // restic's, so Compare(a, b).NewBytes predicts restic's data_added for
 // backing up b after a (restic adds a little blob and pack overhead on
 // top). DefaultPolynomial is a fixed polynomial for manifests that are only
-// compared with each other.
+// compared with each other, and DefaultParams (about 8 KiB chunks, chosen
+// by measurement) are vmasync's own parameters, close to the physical floor
+// of scattered 64 KiB cluster changes.
 //
 // # Manifest format, version 1
 //
