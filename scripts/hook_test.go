@@ -116,6 +116,12 @@ func TestScriptsSyntaxAndMode(t *testing.T) {
 				t.Errorf("%s -n %s: %v\n%s", sh, name, err, out)
 			}
 		}
+		// shellcheck is optional (not installed by .ci/run); clean when present.
+		if _, err := exec.LookPath("shellcheck"); err == nil {
+			if out, err := exec.Command("shellcheck", "-s", "sh", p).CombinedOutput(); err != nil {
+				t.Errorf("shellcheck %s: %v\n%s", name, err, out)
+			}
+		}
 	}
 }
 
