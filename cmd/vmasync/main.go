@@ -175,7 +175,7 @@ func init() {
 }
 
 func newApp(e *env) *cli.App {
-	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e)}
+	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
 		c.Flags = append(c.Flags, globalFlags()...)

@@ -1,0 +1,763 @@
+// Package report computes what `vmasync report A B` prints: how much of
+// backup B is new against backup A, for the whole archive and per device,
+// measured four ways:
+//
+//   - the physical floor: the 64 KiB clusters whose content differs, from
+//     per-cluster hashes of the optimized archives, keyed by device name
+//     and cluster number (an all-zero cluster is content too; a cluster
+//     of B beyond A's device end, or of a device A lacks, is changed);
+//   - the new bytes of restic's chunk sizes for the original archives and
+//     for the optimized ones (chunkplan.ResticParams; exact with the
+//     repository's polynomial);
+//   - the new bytes of vmasync's own chunk sizes (chunkplan.DefaultParams)
+//     on the optimized archives.
+//
+// Each archive is read once, as a stream: its bytes go to the restic
+// chunker and a parser of the original, and through vma.Optimize (into a
+// pipe, no temporary copy) to the cluster hasher, the restic chunker and
+// the vmasync chunker of the optimized stream, all running at once. A
+// plain file is optimized with positioned reads of a second handle
+// instead. A is read completely before B, so that B's clusters are
+// compared with A's as they arrive.
+//
+// A new chunk's bytes are attributed to devices by where the chunk lies in
+// its stream: every cluster's data (with its extent header, for the first
+// cluster of an extent) belongs to its device, the archive header to a
+// "header" row.
+//
+// Chunks of the restic columns and clusters are identified by 64-bit
+// hash/maphash values (a process-wide random seed; the chance that one of
+// a million changed chunks collides is below 10^-7), chunks of the vmasync
+// column by SHA-256, as in manifests.
+package report
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/restic/chunker"
+	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/vma"
+)
+
+// Column names one of the three chunk-based measurements.
+type Column int
+
+const (
+	// ResticOriginal: restic's chunk sizes on the archives as given.
+	ResticOriginal Column = iota
+	// ResticOptimized: restic's chunk sizes on the optimized archives.
+	ResticOptimized
+	// Vmasync: vmasync's chunk sizes on the optimized archives.
+	Vmasync
+	numColumns
+)
+
+// Options tune Run.
+type Options struct {
+	// Params are vmasync's chunk parameters (chunkplan.DefaultParams()
+	// when zero).
+	Params chunkplan.Params
+	// ResticPolynomial is the restic repository's polynomial; 0 uses
+	// chunkplan.DefaultPolynomial (a statistically equal but not exact
+	// prediction).
+	ResticPolynomial chunker.Pol
+	// Window and TempDir are passed to vma.Optimize for streamed input.
+	Window  int64
+	TempDir string
+	// Context stops the work when done.
+	Context context.Context
+	// Progress, if set, is called now and then with the archive bytes
+	// read so far (both inputs together).
+	Progress func(read int64)
+}
+
+// Input is one side of the comparison: an archive or a saved manifest.
+type Input struct {
+	// Name is how the input is named in the report.
+	Name string
+	// Manifest, if set, is a saved manifest; R and File are unused.
+	Manifest *chunkplan.Manifest
+	// R reads the archive (decompressed).
+	R io.Reader
+	// File, if set, is a second handle on a plain, seekable archive at
+	// offset 0 that vma.Optimize reads with positioned reads (R is still
+	// read for the original bytes).
+	File *os.File
+}
+
+// Figures are the new bytes of B for one column.
+type Figures struct {
+	// NewBytes and NewChunks: the distinct chunks of B not in A.
+	NewBytes  uint64 `json:"new_bytes"`
+	NewChunks int    `json:"new_chunks"`
+}
+
+// ColumnResult is one column for the whole archive.
+type ColumnResult struct {
+	Figures
+	// Params are the chunk parameters used.
+	Params chunkplan.Params `json:"-"`
+	// TotalBytes and TotalChunks are B's stream size and chunks.
+	TotalBytes  uint64 `json:"total_bytes"`
+	TotalChunks int    `json:"total_chunks"`
+	// SharedBytes are B's bytes in chunks that also occur in A.
+	SharedBytes uint64 `json:"shared_bytes"`
+}
+
+// Floor is the physical floor for the whole archive or one device.
+type Floor struct {
+	// Clusters of B (device clusters, zero ones included) and how many of
+	// them changed.
+	Clusters        uint64 `json:"clusters"`
+	ChangedClusters uint64 `json:"changed_clusters"`
+	// ChangedBytes are the device bytes of the changed clusters (65536
+	// each, less for a device's last cluster).
+	ChangedBytes uint64 `json:"changed_bytes"`
+}
+
+// DeviceResult is the report for one device of B (or the header row).
+type DeviceResult struct {
+	Name string `json:"name"`
+	Size uint64 `json:"size"`
+	// InA reports that A has a device of this name.
+	InA bool `json:"in_a"`
+	// Floor is nil when unknown (an input is a manifest).
+	Floor *Floor `json:"floor"`
+	// New holds the attributed new bytes per column; nil when unknown.
+	New [numColumns]*uint64 `json:"-"`
+}
+
+// Side describes an input.
+type Side struct {
+	Name     string `json:"name"`
+	Manifest bool   `json:"manifest"`
+	// ArchiveBytes is the archive as read (decompressed), 0 for manifests.
+	ArchiveBytes int64 `json:"archive_bytes"`
+	// OptimizedBytes is the optimized archive's size.
+	OptimizedBytes int64 `json:"optimized_bytes"`
+	// Devices of the archive.
+	Devices []chunkplan.Device `json:"devices"`
+	// CTime is the backup time (Unix seconds).
+	CTime int64 `json:"ctime"`
+}
+
+// Result is the whole report.
+type Result struct {
+	A, B Side
+	// PolynomialGiven is set when Options.ResticPolynomial was given.
+	PolynomialGiven  bool
+	ResticPolynomial chunker.Pol
+	Params           chunkplan.Params
+	// Floor is nil when unknown (an input is a manifest).
+	Floor *Floor
+	// Columns are nil where the inputs cannot answer.
+	Columns [numColumns]*ColumnResult
+	// Devices: "header" first (the archive header, configs included),
+	// then B's devices in order. Nil when B is a manifest.
+	Devices []DeviceResult
+}
+
+// interval marks where a device's bytes start in a stream; dev -1 is the
+// archive header.
+type interval struct {
+	start int64
+	dev   int
+}
+
+// chunkList is a stream's chunks in order.
+type chunkList[K comparable] struct {
+	keys []K
+	lens []uint32
+}
+
+func (l *chunkList[K]) add(k K, n int) {
+	l.keys = append(l.keys, k)
+	l.lens = append(l.lens, uint32(n))
+}
+
+// clusterTable holds one device's cluster hashes in pages allocated where
+// clusters with data are (0 = all-zero cluster).
+type clusterTable struct {
+	size  uint64
+	pages map[uint32]*[512]uint64
+}
+
+func (t *clusterTable) set(num uint32, h uint64) {
+	p := t.pages[num/512]
+	if p == nil {
+		p = new([512]uint64)
+		t.pages[num/512] = p
+	}
+	p[num%512] = h
+}
+
+func (t *clusterTable) get(num uint32) uint64 {
+	if p := t.pages[num/512]; p != nil {
+		return p[num%512]
+	}
+	return 0
+}
+
+// scanned is what reading one archive produced.
+type scanned struct {
+	side        Side
+	header      vma.Header
+	clusters    map[string]*clusterTable // only for A
+	floor       []Floor                  // per device of header, only for B
+	origIv      []interval
+	optIv       []interval
+	orig, ropt  chunkList[uint64]
+	vms         chunkList[[32]byte]
+	haveColumns [numColumns]bool
+}
+
+var seed = maphash.MakeSeed()
+
+// wants says which measurements to make for one archive.
+type wants struct {
+	floor bool
+	cols  [numColumns]bool
+}
+
+// Run compares B with A.
+func Run(a, b Input, opt Options) (*Result, error) {
+	if opt.Params == (chunkplan.Params{}) {
+		opt.Params = chunkplan.DefaultParams()
+	}
+	if err := opt.Params.Validate(); err != nil {
+		return nil, err
+	}
+	res := &Result{Params: opt.Params, PolynomialGiven: opt.ResticPolynomial != 0, ResticPolynomial: opt.ResticPolynomial}
+	if !res.PolynomialGiven {
+		res.ResticPolynomial = chunkplan.DefaultPolynomial
+	}
+	params := [numColumns]chunkplan.Params{
+		ResticOriginal:  chunkplan.ResticParams(res.ResticPolynomial),
+		ResticOptimized: chunkplan.ResticParams(res.ResticPolynomial),
+		Vmasync:         opt.Params,
+	}
+	if err := params[ResticOriginal].Validate(); err != nil {
+		return nil, fmt.Errorf("restic polynomial: %w", err)
+	}
+	if opt.Context == nil {
+		opt.Context = context.Background()
+	}
+
+	// Which columns can be answered: a manifest answers the optimized
+	// columns built with its parameters.
+	var w wants
+	w.floor = a.Manifest == nil && b.Manifest == nil
+	w.cols[ResticOriginal] = w.floor
+	for _, c := range []Column{ResticOptimized, Vmasync} {
+		ok := true
+		for _, in := range []Input{a, b} {
+			if in.Manifest != nil && in.Manifest.Params != params[c] {
+				ok = false
+			}
+		}
+		w.cols[c] = ok
+	}
+	if !w.cols[ResticOptimized] && !w.cols[Vmasync] && !w.floor {
+		for _, in := range []Input{a, b} {
+			if in.Manifest != nil {
+				return nil, fmt.Errorf("%s: manifest made with other chunk parameters (min %d, average bits %d, max %d, polynomial %#x): nothing to compare with",
+					in.Name, in.Manifest.Params.MinSize, in.Manifest.Params.AverageBits, in.Manifest.Params.MaxSize, uint64(in.Manifest.Params.Polynomial))
+			}
+		}
+	}
+
+	var progressBase int64
+	sa, err := load(a, params, w, nil, opt, &progressBase)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := load(b, params, w, sa, opt, &progressBase)
+	if err != nil {
+		return nil, err
+	}
+	res.A, res.B = sa.side, sb.side
+
+	if w.floor {
+		res.Floor = &Floor{}
+	}
+	if b.Manifest == nil {
+		res.Devices = append(res.Devices, DeviceResult{Name: "header", InA: true})
+		for i, d := range sb.header.Devices {
+			dr := DeviceResult{Name: d.Name, Size: d.Size}
+			if sa.header.Devices != nil {
+				dr.InA = slices.ContainsFunc(sa.header.Devices, func(x vma.Device) bool { return x.Name == d.Name })
+			} else {
+				dr.InA = slices.ContainsFunc(sa.side.Devices, func(x chunkplan.Device) bool { return x.Name == d.Name })
+			}
+			if w.floor {
+				f := sb.floor[i]
+				dr.Floor = &f
+				res.Floor.Clusters += f.Clusters
+				res.Floor.ChangedClusters += f.ChangedClusters
+				res.Floor.ChangedBytes += f.ChangedBytes
+			}
+			res.Devices = append(res.Devices, dr)
+		}
+	}
+
+	for c := range numColumns {
+		if !w.cols[c] {
+			continue
+		}
+		col := &ColumnResult{Params: params[c]}
+		var iv []interval
+		if b.Manifest == nil {
+			iv = sb.optIv
+			if c == ResticOriginal {
+				iv = sb.origIv
+			}
+		}
+		var perDev []uint64
+		if iv != nil {
+			perDev = make([]uint64, len(res.Devices))
+		}
+		if c == Vmasync {
+			compare(&sa.vms, &sb.vms, col, iv, perDev)
+		} else if c == ResticOriginal {
+			compare(&sa.orig, &sb.orig, col, iv, perDev)
+		} else {
+			compare(&sa.ropt, &sb.ropt, col, iv, perDev)
+		}
+		res.Columns[c] = col
+		for i := range perDev {
+			v := perDev[i]
+			res.Devices[i].New[c] = &v
+		}
+	}
+	return res, nil
+}
+
+// compare fills col with B's chunks against A's and attributes new bytes
+// to devices (perDev[0] is the header, perDev[i+1] device i) by iv.
+func compare[K comparable](a, b *chunkList[K], col *ColumnResult, iv []interval, perDev []uint64) {
+	inA := make(map[K]struct{}, len(a.keys))
+	for _, k := range a.keys {
+		inA[k] = struct{}{}
+	}
+	seen := make(map[K]struct{})
+	var off uint64
+	for i, k := range b.keys {
+		n := uint64(b.lens[i])
+		start := off
+		off += n
+		col.TotalChunks++
+		col.TotalBytes += n
+		if _, ok := inA[k]; ok {
+			col.SharedBytes += n
+			continue
+		}
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		seen[k] = struct{}{}
+		col.NewChunks++
+		col.NewBytes += n
+		if perDev != nil {
+			attribute(iv, int64(start), int64(off), perDev)
+		}
+	}
+}
+
+// attribute adds the bytes of [s, e) to the devices whose intervals they
+// overlap.
+func attribute(iv []interval, s, e int64, perDev []uint64) {
+	i := sort.Search(len(iv), func(i int) bool { return iv[i].start > s }) - 1
+	if i < 0 {
+		i = 0
+	}
+	for ; i < len(iv) && iv[i].start < e; i++ {
+		lo := max(s, iv[i].start)
+		hi := e
+		if i+1 < len(iv) {
+			hi = min(e, iv[i+1].start)
+		}
+		if hi > lo {
+			perDev[iv[i].dev+1] += uint64(hi - lo)
+		}
+	}
+}
+
+// group runs goroutines and cancels all of them on the first error.
+type group struct {
+	parent context.Context
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	err    error
+}
+
+func newGroup(parent context.Context) *group {
+	g := &group{parent: parent}
+	g.ctx, g.cancel = context.WithCancelCause(parent)
+	return g
+}
+
+func (g *group) Go(fn func() error) {
+	g.wg.Go(func() {
+		if err := fn(); err != nil {
+			g.mu.Lock()
+			if g.err == nil {
+				g.err = err
+			}
+			g.mu.Unlock()
+			g.cancel(err)
+		}
+	})
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel(nil)
+	if g.err == nil && g.parent.Err() != nil {
+		return context.Cause(g.parent)
+	}
+	return g.err
+}
+
+// load reads one input. For B (ref != nil) the floor is computed against
+// ref's cluster hashes as the clusters arrive.
+func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, opt Options, progressBase *int64) (*scanned, error) {
+	s := &scanned{side: Side{Name: in.Name}}
+	if m := in.Manifest; m != nil {
+		s.side.Manifest = true
+		s.side.OptimizedBytes = int64(m.ArchiveSize)
+		s.side.Devices = m.Devices
+		s.side.CTime = m.BackupTime
+		var l chunkList[[32]byte]
+		var u chunkList[uint64]
+		for _, c := range m.Chunks {
+			l.add(c.Hash, int(c.Length))
+			u.add(maphash.Comparable(seed, c.Hash), int(c.Length))
+		}
+		if m.Params == params[Vmasync] {
+			s.vms = l
+		}
+		if m.Params == params[ResticOptimized] {
+			s.ropt = u
+		}
+		return s, nil
+	}
+
+	g := newGroup(opt.Context)
+	ctx := g.ctx
+	// The original bytes: restic chunker, parser, and the optimizer's
+	// input unless it reads the file itself.
+	nOrig := 0
+	iOrigChunk, iOrigParse, iOptSrc := -1, -1, -1
+	if w.cols[ResticOriginal] {
+		iOrigChunk = nOrig
+		nOrig++
+	}
+	if w.cols[ResticOriginal] {
+		iOrigParse = nOrig
+		nOrig++
+	}
+	if in.File == nil {
+		iOptSrc = nOrig
+		nOrig++
+	}
+	orig := newFanout(ctx, nOrig)
+	// The optimized bytes: parser/cluster hasher, restic chunker, vmasync
+	// chunker.
+	nOpt := 1
+	iOptChunk, iVmsChunk := -1, -1
+	if w.cols[ResticOptimized] {
+		iOptChunk = nOpt
+		nOpt++
+	}
+	if w.cols[Vmasync] {
+		iVmsChunk = nOpt
+		nOpt++
+	}
+	optOut := newFanout(ctx, nOpt)
+
+	var read counter
+	optProgress := func(int64) {}
+	if nOrig == 0 {
+		// Only the optimizer reads the file: count its input instead.
+		base := *progressBase
+		optProgress = func(n int64) {
+			s.side.ArchiveBytes = n
+			if opt.Progress != nil {
+				opt.Progress(base + n)
+			}
+		}
+	} else {
+		g.Go(func() error {
+			defer orig.Close()
+			r := io.Reader(&read)
+			read.r = in.R
+			read.base = *progressBase
+			read.progress = opt.Progress
+			n, err := orig.ReadFrom(r)
+			s.side.ArchiveBytes = n
+			return err
+		})
+	}
+	g.Go(func() error {
+		defer optOut.Close()
+		var src io.Reader
+		if in.File != nil {
+			src = in.File
+		} else {
+			src = orig.reader(iOptSrc)
+			defer orig.reader(iOptSrc).drain()
+		}
+		r, err := vma.Optimize(optOut, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Context: ctx, Progress: optProgress})
+		if err != nil {
+			return err
+		}
+		s.side.OptimizedBytes = r.OutputBytes
+		if nOrig == 0 {
+			s.side.ArchiveBytes = r.InputBytes
+		}
+		return nil
+	})
+	if iOrigChunk >= 0 {
+		r := orig.reader(iOrigChunk)
+		g.Go(func() error {
+			defer r.drain()
+			return chunkplan.Split(r, params[ResticOriginal], func(data []byte) error {
+				s.orig.add(maphash.Bytes(seed, data), len(data))
+				return nil
+			})
+		})
+	}
+	if iOrigParse >= 0 {
+		r := orig.reader(iOrigParse)
+		g.Go(func() error {
+			defer r.drain()
+			iv, _, err := parse(r, nil)
+			s.origIv = iv
+			return err
+		})
+	}
+	if iOptChunk >= 0 {
+		r := optOut.reader(iOptChunk)
+		g.Go(func() error {
+			defer r.drain()
+			return chunkplan.Split(r, params[ResticOptimized], func(data []byte) error {
+				s.ropt.add(maphash.Bytes(seed, data), len(data))
+				return nil
+			})
+		})
+	}
+	if iVmsChunk >= 0 {
+		r := optOut.reader(iVmsChunk)
+		g.Go(func() error {
+			defer r.drain()
+			return chunkplan.Split(r, params[Vmasync], func(data []byte) error {
+				s.vms.add(sha256.Sum256(data), len(data))
+				return nil
+			})
+		})
+	}
+	{
+		r := optOut.reader(0)
+		g.Go(func() error {
+			defer r.drain()
+			h := &hasher{ref: ref, record: ref == nil && w.floor, floor: w.floor}
+			iv, hdr, err := parse(r, h)
+			s.optIv = iv
+			if hdr != nil {
+				s.header = *hdr
+			}
+			s.clusters = h.tables
+			s.floor = h.floors
+			return err
+		})
+	}
+	err := g.Wait()
+	*progressBase += s.side.ArchiveBytes
+	if err != nil {
+		return nil, err
+	}
+	s.side.CTime = s.header.CTime
+	for _, d := range s.header.Devices {
+		s.side.Devices = append(s.side.Devices, chunkplan.Device{Name: d.Name, Size: d.Size})
+	}
+	return s, nil
+}
+
+// counter counts and reports the bytes read.
+type counter struct {
+	r        io.Reader
+	n, base  int64
+	last     int64
+	progress func(int64)
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.progress != nil && (c.n-c.last >= 4<<20 || err != nil) {
+		c.last = c.n
+		c.progress(c.base + c.n)
+	}
+	return n, err
+}
+
+// hasher hashes the clusters of an optimized stream: it records them
+// (A) or compares them with ref's (B).
+type hasher struct {
+	ref    *scanned
+	record bool
+	floor  bool
+	tables map[string]*clusterTable
+	floors []Floor
+	cur    *clusterTable // this device's table (record) or ref's (compare)
+	devIdx int
+	devs   []vma.Device
+}
+
+func (h *hasher) start(hdr *vma.Header) {
+	h.devs = hdr.Devices
+	if h.record {
+		h.tables = make(map[string]*clusterTable)
+		for _, d := range hdr.Devices {
+			h.tables[d.Name] = &clusterTable{size: d.Size, pages: make(map[uint32]*[512]uint64)}
+		}
+	}
+	if h.ref != nil && h.floor {
+		h.floors = make([]Floor, len(hdr.Devices))
+		for i, d := range hdr.Devices {
+			h.floors[i].Clusters = (d.Size + vma.ClusterSize - 1) / vma.ClusterSize
+		}
+	}
+	h.devIdx = -1
+}
+
+func (h *hasher) cluster(dev int, c *vma.Cluster) {
+	if !h.floor {
+		return
+	}
+	if dev != h.devIdx {
+		h.devIdx = dev
+		name := h.devs[dev].Name
+		if h.record {
+			h.cur = h.tables[name]
+		} else {
+			h.cur = h.ref.clusters[name]
+		}
+	}
+	var v uint64
+	if c.Mask != 0 {
+		var mh maphash.Hash
+		mh.SetSeed(seed)
+		mh.WriteByte(byte(c.Mask))
+		mh.WriteByte(byte(c.Mask >> 8))
+		mh.Write(c.Data)
+		v = mh.Sum64() | 1
+	}
+	if h.record {
+		if v != 0 {
+			h.cur.set(c.Num, v)
+		}
+		return
+	}
+	size := h.devs[dev].Size
+	changed := h.cur == nil || uint64(c.Num)*vma.ClusterSize >= h.cur.size || h.cur.get(c.Num) != v
+	if changed {
+		f := &h.floors[dev]
+		f.ChangedClusters++
+		f.ChangedBytes += min(vma.ClusterSize, size-uint64(c.Num)*vma.ClusterSize)
+	}
+}
+
+// parse reads an archive stream and returns where each device's bytes
+// start; h (optional) sees every cluster.
+func parse(r io.Reader, h *hasher) ([]interval, *vma.Header, error) {
+	vr, err := vma.NewReader(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h == nil || !h.floor {
+		vr.DiscardData()
+	}
+	hdr := vr.Header()
+	idx := make(map[int]int, len(hdr.Devices))
+	for i, d := range hdr.Devices {
+		idx[d.ID] = i
+	}
+	if h != nil {
+		h.start(hdr)
+	}
+	iv := []interval{{0, -1}}
+	lastExt := -1
+	for {
+		c, err := vr.Next()
+		if err == io.EOF {
+			return iv, hdr, nil
+		}
+		if err != nil {
+			return iv, hdr, err
+		}
+		dev := idx[c.DevID]
+		start := c.Offset
+		if c.Extent != lastExt {
+			lastExt = c.Extent
+			start -= vma.ExtentHeaderSize
+		}
+		if iv[len(iv)-1].dev != dev {
+			iv = append(iv, interval{start, dev})
+		}
+		if h != nil {
+			h.cluster(dev, c)
+		}
+	}
+}
+
+// BuildManifest optimizes the archive in (as a stream, or with positioned
+// reads of in.File) and returns the manifest of the optimized bytes with
+// parameters p, its devices and backup time filled in from the header.
+func BuildManifest(in Input, p chunkplan.Params, opt Options) (*chunkplan.Manifest, error) {
+	if opt.Context == nil {
+		opt.Context = context.Background()
+	}
+	var src io.Reader = &counter{r: in.R, progress: opt.Progress}
+	optProgress := func(int64) {}
+	if in.File != nil {
+		src = in.File
+		if opt.Progress != nil {
+			optProgress = opt.Progress
+		}
+	}
+	pr, pw := io.Pipe()
+	var res *vma.OptimizeResult
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		res, err = vma.Optimize(pw, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Context: opt.Context, Progress: optProgress})
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	m, err := chunkplan.Build(pr, p)
+	pr.CloseWithError(errors.New("manifest: stopped reading"))
+	if oerr := <-done; oerr != nil {
+		return nil, oerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.Source = in.Name
+	m.BackupTime = res.Header.CTime
+	for _, d := range res.Header.Devices {
+		m.Devices = append(m.Devices, chunkplan.Device{Name: d.Name, Size: d.Size})
+	}
+	return m, nil
+}
