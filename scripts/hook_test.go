@@ -357,7 +357,9 @@ func TestHookDoesNotWaitForTheUpload(t *testing.T) {
 	writeFile(t, filepath.Join(qdir, dumpName), "target=/x\n", 0o644)
 	marker := filepath.Join(dir, "ran")
 	slow := filepath.Join(dir, "slow-runner")
-	writeFile(t, slow, "#!/bin/sh\nsleep 3\necho \"conf=$VMASYNC_CONF path=$PATH\" > '"+marker+".tmp'\nmv '"+marker+".tmp' '"+marker+"'\n", 0o755)
+	// The runner says it started, then runs on for 8 s: the hook must have
+	// returned long before (5 s leaves room for a loaded machine).
+	writeFile(t, slow, "#!/bin/sh\necho \"conf=$VMASYNC_CONF path=$PATH\" > '"+marker+".tmp'\nmv '"+marker+".tmp' '"+marker+"'\nexec sleep 8\n", 0o755)
 	systemctl := filepath.Join(dir, "systemctl")
 	calls := filepath.Join(dir, "systemctl.calls")
 	writeFile(t, systemctl, "#!/bin/sh\necho \"$*\" >> '"+calls+"'\nexit ${FAIL:-0}\n", 0o755)
@@ -366,7 +368,7 @@ func TestHookDoesNotWaitForTheUpload(t *testing.T) {
 		os.Remove(marker)
 		os.Remove(calls)
 		confPath := filepath.Join(dir, trigger+".conf")
-		body := conf("REMOTE", "r:x", "QUEUE_DIR", qdir, "NIGHTLY", slow, "HOOK_LOG", filepath.Join(dir, "runner.log"), "SYSTEMCTL", systemctl)
+		body := conf("REMOTE", "r:x", "QUEUE_DIR", qdir, "NIGHTLY", slow, "VMASYNC", slow, "HOOK_LOG", filepath.Join(dir, "runner.log"), "SYSTEMCTL", systemctl)
 		switch trigger {
 		case "detached":
 			body += "HOOK_TRIGGER=detached\n"
@@ -377,7 +379,7 @@ func TestHookDoesNotWaitForTheUpload(t *testing.T) {
 		}
 		writeFile(t, confPath, body, 0o600)
 		r := runEnv(t, []string{"VMASYNC_CONF=" + confPath, "DUMPDIR=/var/lib/vz/dump"}, hook, "job-end")
-		if r.code != 0 || r.elapsed > 2*time.Second {
+		if r.code != 0 || r.elapsed > 5*time.Second {
 			t.Fatalf("%s: exit %d after %v (%q); want 0 at once", trigger, r.code, r.elapsed, r.out)
 		}
 		t.Logf("%s: job-end returned after %v: %s", trigger, r.elapsed, strings.TrimSpace(r.out))
