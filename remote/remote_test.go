@@ -1,0 +1,218 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/vma"
+	"github.com/vmasync/vmasync/vma/vmatest"
+)
+
+// testCtx sets rclone up once for the package's tests.
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, err := Setup(context.Background(), Settings{ConfigPath: os.DevNull, LowLevelRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// vmSpec is a Proxmox-like VM with three disks (one not a multiple of
+// 64 KiB, a small one after a large one) on generation gen.
+func vmSpec(seed, gen uint64) vmatest.Spec {
+	return vmatest.Spec{
+		Disks: []vmatest.Disk{
+			{Name: "drive-scsi0", Size: 24 << 20, Content: vmatest.Mixed},
+			{Name: "drive-efidisk0", Size: 540672, Content: vmatest.Random},
+			{Name: "drive-scsi1", Size: 6<<20 + 12345, Content: vmatest.ZeroRuns},
+		},
+		Order: vmatest.ProxmoxLike, PullForward: 0.02, Seed: seed, Generation: gen,
+		ChangeFraction: 0.01,
+	}
+}
+
+// writeDump writes a generated dump into dir under a vzdump name,
+// compressed with zstd when zst is set; it returns the path.
+func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst bool) string {
+	t.Helper()
+	b, err := vmatest.Archive(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(dir, "vzdump-qemu-"+vmid+"-"+stamp+".vma")
+	if zst {
+		enc, _ := zstd.NewWriter(nil)
+		b = enc.EncodeAll(b, nil)
+		name += ".zst"
+	}
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// optimized returns vmasync optimize's output for the dump at path.
+func optimized(t testing.TB, path string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := vma.OptimizeFile(path, "-", vma.OptimizeFileOptions{Stdout: &out, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func mustDump(t testing.TB, path string) Dump {
+	d, ok := ParseDumpName(filepath.Base(path))
+	if !ok {
+		t.Fatalf("%s: not a dump name", path)
+	}
+	d.Path = path
+	return d
+}
+
+// pushAll pushes every dump of dir and fails the test on errors.
+func pushAll(t testing.TB, ctx context.Context, r *Repository, dir string) []*PushResult {
+	t.Helper()
+	if _, err := r.LoadIndex(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	dumps, _, err := FindDumps(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*PushResult
+	for _, d := range dumps {
+		res, err := r.Push(ctx, d, PushOptions{})
+		if err != nil {
+			t.Fatalf("push %s: %v", d.Stem, err)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// pullBytes restores a backup into memory.
+func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel string) []byte {
+	t.Helper()
+	if _, err := r.LoadIndex(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Select(backups, vmid, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Manifest(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := r.Restore(ctx, m, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// exercise runs day 1 → day 2 → pull on the remote string rs.
+func exercise(t *testing.T, rs string) {
+	ctx := testCtx(t)
+	dumps := t.TempDir()
+	p1 := writeDump(t, dumps, vmSpec(7, 0), "105", "2026_11_20-01_00_00", true)
+	os.WriteFile(strings.TrimSuffix(p1, ".vma.zst")+".notes", []byte("web server\n"), 0o644)
+	os.WriteFile(strings.TrimSuffix(p1, ".vma.zst")+".log", []byte("INFO: starting new backup job\n"), 0o644)
+	before := snapshotDir(t, dumps)
+
+	f, err := NewFs(ctx, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, created, err := OpenOrInit(ctx, f, chunkplan.DefaultParams())
+	if err != nil || !created {
+		t.Fatalf("init: created=%v err=%v", created, err)
+	}
+	res1 := pushAll(t, ctx, r, dumps)
+	if len(res1) != 1 || res1[0].Skipped || res1[0].NewBytes != res1[0].ArchiveBytes {
+		t.Fatalf("day 1: %+v", res1[0])
+	}
+
+	p2 := writeDump(t, dumps, vmSpec(7, 1), "105", "2026_11_21-01_00_00", false)
+	res2 := pushAll(t, ctx, r, dumps)
+	if len(res2) != 2 || !res2[0].Skipped {
+		t.Fatalf("day 2: want day 1 skipped, got %+v", res2)
+	}
+	d2 := res2[1]
+	t.Logf("day 2: archive %d, new %d (%.1f%%), uploaded %d, packs %d", d2.ArchiveBytes, d2.NewBytes, 100*float64(d2.NewBytes)/float64(d2.ArchiveBytes), d2.Uploaded, d2.Packs)
+	if d2.VsPrevious == nil || d2.Previous != "vzdump-qemu-105-2026_11_20-01_00_00" {
+		t.Errorf("day 2 not compared with day 1: %q", d2.Previous)
+	}
+	if d2.NewBytes > d2.ArchiveBytes/4 {
+		t.Errorf("day 2 stored %d new bytes of %d: dedup does not work", d2.NewBytes, d2.ArchiveBytes)
+	}
+
+	for _, c := range []struct{ sel, path string }{{"2026_11_20-01_00_00", p1}, {"latest", p2}} {
+		got := pullBytes(t, ctx, r, "105", c.sel)
+		want := optimized(t, c.path)
+		if !bytes.Equal(got, want) {
+			t.Errorf("pull %s: %d bytes, not identical to optimize's %d", c.sel, len(got), len(want))
+		}
+		if _, err := vma.Scan(bytes.NewReader(got), vma.ScanOptions{}); err != nil {
+			t.Errorf("pull %s does not verify: %v", c.sel, err)
+		}
+	}
+	cr, err := r.Check(ctx, CheckOptions{ReadData: true})
+	if err != nil || len(cr.Problems) > 0 {
+		t.Fatalf("check --read-data: %v %v", err, cr.Problems)
+	}
+	backups, _ := r.Backups(ctx)
+	if len(backups) != 2 || backups[0].Sidecars[".notes"] == "" || backups[0].Sidecars[".log"] == "" {
+		t.Errorf("backups/sidecars: %+v", backups)
+	}
+	if after := snapshotDir(t, dumps); !mapsEqualExcept(before, after) {
+		t.Errorf("the dump directory changed")
+	}
+}
+
+// snapshotDir maps file names to content hashes.
+func snapshotDir(t testing.TB, dir string) map[string][32]byte {
+	m := map[string][32]byte{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Name()] = sha256.Sum256(b)
+	}
+	return m
+}
+
+// mapsEqualExcept reports whether every file of a is unchanged in b.
+func mapsEqualExcept(a, b map[string][32]byte) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPushPullLocal(t *testing.T) {
+	exercise(t, filepath.Join(t.TempDir(), "remote"))
+}
+
+var _ = errors.New
+var _ atomic.Int64
