@@ -154,19 +154,21 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		}
 		return nil
 	})
-	pr.CloseWithError(errors.New("push: chunking stopped")) // unblock the optimizer if chunking failed
+	pr.CloseWithError(errChunkingStopped) // unblock the optimizer if chunking failed
 	optErr := <-optDone
 	if chunkErr == nil && pack.len() > 0 {
 		chunkErr = up.send(&pack)
 	}
 	upErr := up.wait()
 	switch {
-	case optErr != nil:
-		return nil, optErr
-	case upErr != nil:
+	case upErr != nil: // the cause when chunking stopped for it
 		return nil, upErr
+	case optErr != nil && !errors.Is(optErr, errChunkingStopped):
+		return nil, optErr
 	case chunkErr != nil:
 		return nil, chunkErr
+	case optErr != nil:
+		return nil, optErr
 	}
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 		return nil, cause
@@ -225,6 +227,8 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	res.Duration = time.Since(start)
 	return res, nil
 }
+
+var errChunkingStopped = errors.New("push: chunking stopped")
 
 // dumpExt is the ".vma[.zst|.gz|.lzo]" suffix of a dump path.
 func dumpExt(p string) string {
