@@ -354,9 +354,8 @@ func (u *uploader) run() {
 			idx[i] = indexEntryOf{Hash: e.Hash, Location: Location{Pack: p.id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
 			stored += int64(e.Stored)
 		}
-		if !u.dry {
-			u.r.addIndex(idx, p.id, int64(len(p.data)))
-		}
+		// In a dry run too, so that later dumps of the run dedup against it.
+		u.r.addIndex(idx, p.id, int64(len(p.data)))
 		u.mu.Lock()
 		u.entries = append(u.entries, idx...)
 		u.stored += stored

@@ -198,7 +198,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		}
 		entries, err := r.readPackHeader(ctx, id, size)
 		if err != nil {
-			fs.Logf(nil, "ignoring pack %s without index: %v", id.Short(), err)
+			fs.Logf(nil, "ignoring pack %s: not indexed and unreadable, probably cut short by an interrupted upload (%v)", id.Short(), err)
 			continue
 		}
 		st.Recovered++

@@ -175,14 +175,15 @@ func init() {
 }
 
 func newApp(e *env) *cli.App {
-	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e)}
+	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e),
+		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
 		c.Flags = append(c.Flags, globalFlags()...)
 	}
 	return &cli.App{
 		Name:  "vmasync",
-		Usage: "inspect, verify, optimize, unpack and pack Proxmox VE vzdump VMA backups",
+		Usage: "verify, optimize and push Proxmox VE vzdump VMA backups, deduplicated, to any rclone remote",
 		UsageText: "vmasync [--quiet] [--progress auto|always|never] COMMAND [options] ARGS...\n" +
 			"vmasync COMMAND --help",
 		Description: "vmasync reads vzdump VMA backups (.vma, .vma.zst, .vma.gz, .vma.lzo; the\n" +
@@ -190,6 +191,9 @@ func newApp(e *env) *cli.App {
 			"as Proxmox's own vma tool does, plus a check that no cluster is missing.\n" +
 			"optimize rewrites them into a canonical form (clusters in device order, a\n" +
 			"fixed uuid) so that two backups of a VM share their unchanged bytes.\n" +
+			"push uploads the dumps of a vzdump directory to an rclone remote (any storage\n" +
+			"rclone speaks, or a local directory), sending only chunks the remote does not\n" +
+			"have; pull, snapshots and check work on that remote.\n" +
 			"Options must come before the file arguments.\n\n" +
 			"Exit codes: 0 ok; 1 invalid or corrupt input, or an operational error;\n" +
 			"2 usage error; 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
@@ -206,7 +210,7 @@ func newApp(e *env) *cli.App {
 			if cCtx.Args().Present() {
 				return usageError("", "unknown command %q", cCtx.Args().First())
 			}
-			return usageError("", "no command given; commands: info, verify, unpack, pack")
+			return usageError("", "no command given; commands: push, pull, snapshots, check, init, info, verify, optimize, unpack, pack, report, manifest")
 		},
 	}
 }

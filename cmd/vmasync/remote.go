@@ -1,0 +1,644 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/rclone/rclone/fs"
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/internal/atomicfile"
+	"github.com/vmasync/vmasync/remote"
+	"github.com/vmasync/vmasync/vma"
+)
+
+// remoteFlags are the rclone settings every remote command takes.
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.PathFlag{Name: "rclone-config", EnvVars: []string{"VMASYNC_RCLONE_CONFIG", "RCLONE_CONFIG"}, Usage: "rclone config `FILE` with the remotes (default: rclone's own search, ~/.config/rclone/rclone.conf)"},
+		&cli.IntFlag{Name: "transfers", Value: 4, EnvVars: []string{"VMASYNC_TRANSFERS"}, Usage: "upload `N` objects at once"},
+		&cli.StringFlag{Name: "bwlimit", EnvVars: []string{"VMASYNC_BWLIMIT"}, Usage: "bandwidth limit as rclone takes it: `RATE` such as 10M, or a timetable \"08:00,512k 23:00,off\""},
+		&cli.StringSliceFlag{Name: "rclone-option", Aliases: []string{"o"}, Usage: "any rclone global option as `NAME=VALUE` (e.g. -o contimeout=30s); repeatable"},
+	}
+}
+
+// openRemote sets rclone up from the command's flags and opens the remote
+// s (not the repository).
+func openRemote(e *env, cCtx *cli.Context, o opts, s string) (context.Context, fs.Fs, error) {
+	level := slog.Level(fs.SlogLevelNotice)
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	if o.quiet {
+		level = slog.LevelError
+	}
+	set := remote.Settings{
+		ConfigPath: cCtx.Path("rclone-config"),
+		Transfers:  cCtx.Int("transfers"),
+		BwLimit:    cCtx.String("bwlimit"),
+		Options:    map[string]string{},
+		Logger:     &rcloneLog{w: e.stderr, level: level},
+		Verbose:    o.verbose,
+	}
+	if set.Transfers < 1 {
+		return nil, nil, usageError(cCtx.Command.Name, "--transfers must be at least 1")
+	}
+	for _, kv := range cCtx.StringSlice("rclone-option") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, nil, usageError(cCtx.Command.Name, "-o %q: want NAME=VALUE", kv)
+		}
+		set.Options[strings.ReplaceAll(strings.TrimLeft(k, "-"), "-", "_")] = v
+	}
+	ctx, err := remote.Setup(e.ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := remote.NewFs(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctx, f, nil
+}
+
+// rcloneLog prints rclone's log records as "vmasync: rclone: ..." lines.
+type rcloneLog struct {
+	w     io.Writer
+	level slog.Level
+	attrs []slog.Attr
+}
+
+func (h *rcloneLog) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+func (h *rcloneLog) Handle(_ context.Context, r slog.Record) error {
+	// Without an rclone.conf, connection strings and local paths work:
+	// rclone's notice about it is noise unless asked for (-v).
+	if h.level > slog.LevelInfo && strings.HasPrefix(r.Message, "Config file ") && strings.Contains(r.Message, "not found") {
+		return nil
+	}
+	obj := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "object" && a.Value.String() != "" && a.Value.String() != "<nil>" {
+			obj = a.Value.String() + ": "
+		}
+		return true
+	})
+	_, err := fmt.Fprintf(h.w, "vmasync: rclone: %s%s\n", obj, oneLine(r.Message))
+	return err
+}
+func (h *rcloneLog) WithAttrs(as []slog.Attr) slog.Handler { return h }
+func (h *rcloneLog) WithGroup(string) slog.Handler         { return h }
+
+// withRemoteFlags adds the rclone flags to a command.
+func withRemoteFlags(c *cli.Command) *cli.Command {
+	c.Flags = append(c.Flags, remoteFlags()...)
+	return c
+}
+
+func initCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "init",
+		Usage:     "create an empty vmasync repository on an rclone remote",
+		UsageText: "vmasync init [options] REMOTE",
+		Description: "init writes the repository's config object (format version, chunking\n" +
+			"parameters, compression) to REMOTE: a remote of your rclone.conf (name:path),\n" +
+			"a connection string (:sftp,host=...:path) or a local directory. push does this\n" +
+			"itself on an empty remote. See docs/repository.md for the layout.",
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			ctx, f, err := openRemote(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			r, err := remote.Init(ctx, f, chunkplan.DefaultParams())
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if !o.quiet {
+				fmt.Fprintf(e.stderr, "created vmasync repository %s in %s\n", r.Config.ID, args[0])
+			}
+			return nil
+		},
+	})
+}
+
+func openRepo(e *env, cCtx *cli.Context, o opts, s string) (context.Context, *remote.Repository, error) {
+	ctx, f, err := openRemote(e, cCtx, o, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := remote.Open(ctx, f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s, err)
+	}
+	return ctx, r, nil
+}
+
+// pushJSON is one dump in push --json.
+type pushJSON struct {
+	Dump         string   `json:"dump"`
+	Backup       string   `json:"backup"`
+	VMID         string   `json:"vmid"`
+	Status       string   `json:"status"` // pushed, skipped, failed, dry-run
+	Reason       string   `json:"reason,omitempty"`
+	ArchiveBytes int64    `json:"archive_bytes"`
+	NewBytes     int64    `json:"new_bytes"`
+	SharedBytes  int64    `json:"shared_bytes"`
+	SavingPct    float64  `json:"saving_percent"`
+	StoredBytes  int64    `json:"stored_bytes"`
+	Uploaded     int64    `json:"uploaded_bytes"`
+	Previous     string   `json:"previous,omitempty"`
+	PrevNewBytes *uint64  `json:"new_bytes_vs_previous,omitempty"`
+	Seconds      float64  `json:"seconds"`
+	MBps         float64  `json:"mb_per_s"`
+	Attempts     int      `json:"attempts,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
+}
+
+func pushCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "push",
+		Usage:     "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
+		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--retries N] [rclone options] DUMPDIR REMOTE",
+		Description: "push finds the vzdump VM backups in DUMPDIR (vzdump-qemu-<vmid>-<date>.vma,\n" +
+			".vma.zst, .vma.gz, .vma.lzo; container backups and vzdump's unfinished .dat/.tmp\n" +
+			"files are skipped), and uploads each that REMOTE does not hold yet, each VM's\n" +
+			"oldest first. Every dump is read once: decompressed, verified, optimized,\n" +
+			"chunked and hashed as one stream; only chunks the remote does not have are\n" +
+			"compressed into packs and uploaded; the dump's .log, .notes and .protected files\n" +
+			"follow; its manifest is written last, so that a backup is visible only when all\n" +
+			"of its data is stored. Local dumps are never changed. An interrupted push\n" +
+			"resumes on the next run without uploading finished packs again. An empty remote\n" +
+			"is initialised first.\n\n" +
+			"REMOTE is a remote of your rclone.conf (name:path), a connection string\n" +
+			"(:sftp,host=...,user=...:path) or a local directory. Per dump, push prints the\n" +
+			"archive size, the bytes new to the remote and shared with it, and what was\n" +
+			"uploaded after compression; --json prints one JSON document instead. A dump that\n" +
+			"fails (corrupt, network) is reported and the others still go; the exit code is\n" +
+			"then 1. Network failures are retried --retries times per dump.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "read and chunk the dumps and say what would be uploaded, without uploading"},
+			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
+			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "attempts per dump when the remote fails with a retriable error"},
+			&cli.StringFlag{Name: "temp-dir", EnvVars: []string{"TMPDIR"}, Usage: "`DIR` for the spill file of the streaming reorder"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 2, 2)
+			if err != nil {
+				return err
+			}
+			dir, rs := args[0], args[1]
+			dumps, skipped, err := remote.FindDumps(dir)
+			if err != nil {
+				return &fileError{dir, err}
+			}
+			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
+				keep := map[string]bool{}
+				for _, id := range ids {
+					keep[id] = true
+				}
+				var sel []remote.Dump
+				for _, d := range dumps {
+					if keep[d.VMID] {
+						sel = append(sel, d)
+					}
+				}
+				dumps = sel
+			}
+			ctx, f, err := openRemote(e, cCtx, o, rs)
+			if err != nil {
+				return err
+			}
+			dry := cCtx.Bool("dry-run")
+			var r *remote.Repository
+			if dry {
+				if r, err = remote.Open(ctx, f); errors.Is(err, remote.ErrNotRepository) {
+					// Nothing there yet: measure against an empty repository.
+					r, err = remote.Empty(f, chunkplan.DefaultParams())
+				}
+			} else {
+				var created bool
+				r, created, err = remote.OpenOrInit(ctx, f, chunkplan.DefaultParams())
+				if created && !o.quiet && !cCtx.Bool("json") {
+					fmt.Fprintf(e.stderr, "initialised a new vmasync repository in %s\n", rs)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", rs, err)
+			}
+			st, err := r.LoadIndex(ctx, !dry)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rs, err)
+			}
+			if st.Recovered > 0 && !o.quiet {
+				fmt.Fprintf(e.stderr, "found %d packs of an interrupted push; their chunks are reused\n", st.Recovered)
+			}
+			asJSON := cCtx.Bool("json")
+			var results []pushJSON
+			for _, s := range skipped {
+				if !o.quiet && !asJSON {
+					fmt.Fprintf(e.stderr, "skipped %s\n", s)
+				}
+			}
+			failed := 0
+			for _, d := range dumps {
+				j := pushJSON{Dump: d.Path, Backup: d.Stem, VMID: d.VMID}
+				var res *remote.PushResult
+				var err error
+				for attempt := 1; ; attempt++ {
+					j.Attempts = attempt
+					p := newProgress(e, o, "push "+filepath.Base(d.Path))
+					res, err = r.Push(ctx, d, remote.PushOptions{DryRun: dry, Progress: p.update,
+						Optimize: vmaOptions(cCtx)})
+					p.done()
+					if err == nil || attempt >= cCtx.Int("retries") || !remote.Retriable(err) || ctx.Err() != nil {
+						break
+					}
+					fmt.Fprintf(e.stderr, "vmasync: %s: %v; retrying (%d of %d)\n", d.Stem, oneLine(cleanMsg(err)), attempt+1, cCtx.Int("retries"))
+					time.Sleep(time.Duration(attempt) * time.Second)
+					if _, lerr := r.LoadIndex(ctx, true); lerr != nil {
+						err = lerr
+						break
+					}
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					failed++
+					j.Status, j.Reason = "failed", oneLine(cleanMsg(err))
+					fmt.Fprintf(e.stderr, "vmasync: %s: %s\n", displayName(d.Path), j.Reason)
+					results = append(results, j)
+					continue
+				}
+				fillPushJSON(&j, res, dry)
+				results = append(results, j)
+				if !asJSON && !o.quiet {
+					printPush(e.stdout, j)
+				}
+			}
+			if asJSON {
+				notes := skipped
+				if notes == nil {
+					notes = []string{}
+				}
+				if results == nil {
+					results = []pushJSON{}
+				}
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(map[string]any{"remote": rs, "dry_run": dry, "dumps": results, "skipped": notes, "failed": failed}); err != nil {
+					return err
+				}
+			} else if len(dumps) == 0 && !o.quiet {
+				fmt.Fprintf(e.stderr, "no vzdump VM backups in %s\n", dir)
+			}
+			if failed > 0 {
+				return reportedError{}
+			}
+			return nil
+		},
+	})
+}
+
+func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
+	j.Status = "pushed"
+	if dry {
+		j.Status = "dry-run"
+	}
+	if res.Skipped {
+		j.Status, j.Reason = "skipped", res.Reason
+		return
+	}
+	j.ArchiveBytes, j.NewBytes, j.SharedBytes = res.ArchiveBytes, res.NewBytes, res.SharedBytes
+	j.SavingPct = 100 * res.Saving()
+	j.StoredBytes, j.Uploaded = res.StoredBytes, res.Uploaded
+	j.Previous = res.Previous
+	if res.VsPrevious != nil {
+		n := res.VsPrevious.NewBytes
+		j.PrevNewBytes = &n
+	}
+	j.Seconds = res.Duration.Seconds()
+	if j.Seconds > 0 {
+		j.MBps = float64(res.ArchiveBytes) / 1e6 / j.Seconds
+	}
+}
+
+func printPush(w io.Writer, j pushJSON) {
+	if j.Status == "skipped" {
+		fmt.Fprintf(w, "%s: %s\n", j.Backup, j.Reason)
+		return
+	}
+	verb := "uploaded"
+	if j.Status == "dry-run" {
+		verb = "would upload"
+	}
+	fmt.Fprintf(w, "%s: %s, new %s, shared %s (%.1f%% saved), %s %s in %.1fs (%.0f MB/s)\n",
+		j.Backup, humanBytes(uint64(j.ArchiveBytes)), humanBytes(uint64(j.NewBytes)), humanBytes(uint64(j.SharedBytes)),
+		j.SavingPct, verb, humanBytes(uint64(j.Uploaded)), j.Seconds, j.MBps)
+	if j.Previous != "" && j.PrevNewBytes != nil {
+		fmt.Fprintf(w, "  against %s: %s in chunks that backup did not have\n", j.Previous, humanBytes(*j.PrevNewBytes))
+	}
+}
+
+func snapshotsCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "snapshots",
+		Usage:     "list the backups on a remote by VM and time",
+		UsageText: "vmasync snapshots [--json] [--vmid ID]... [rclone options] REMOTE",
+		Description: "snapshots lists the complete backups on REMOTE, by VM id and time, with their\n" +
+			"size, the bytes in chunks the VM's previous backup did not have, and whether\n" +
+			"they are protected (a .protected file was pushed with them).",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
+			&cli.StringSliceFlag{Name: "vmid", Usage: "only VM `ID` (repeatable)"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			snaps, err := r.Snapshots(ctx, cCtx.StringSlice("vmid"))
+			if err != nil {
+				return err
+			}
+			if cCtx.Bool("json") {
+				if snaps == nil {
+					snaps = []remote.Snapshot{}
+				}
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(snaps)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VMID\tTIME\tSIZE\tNEW\tDISKS\tFLAGS\tBACKUP")
+			for _, s := range snaps {
+				flags := ""
+				if s.Protected {
+					flags = "protected"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.VMID, s.Time.Format("2006-01-02 15:04:05"), humanBytes(s.Size), humanBytes(s.NewBytes), s.Disks, flags, s.Name)
+			}
+			return tw.Flush()
+		},
+	})
+}
+
+func pullCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "pull",
+		Usage:     "rebuild a backup from a remote as a VMA file that Proxmox restores",
+		UsageText: "vmasync pull [--compress zstd] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
+		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
+			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
+			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with its\n" +
+			".log and .notes, or to the file DEST, or to stdout with -:\n" +
+			"  vmasync pull REMOTE 105@latest - | qmrestore - 105\n" +
+			"TIME is the vzdump time stamp (2026_11_21-01_00_02), a date-time\n" +
+			"(2026-11-21T01:00:02) or a unique prefix of one; without it, the newest backup.\n" +
+			"The file appears only when complete.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was written"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 2, 3)
+			if err != nil {
+				return err
+			}
+			comp := cCtx.String("compress")
+			if comp != "" && comp != "zstd" {
+				return usageError("pull", "--compress: unknown algorithm %q (only zstd)", comp)
+			}
+			vmid, sel, _ := strings.Cut(args[1], "@")
+			if _, err := strconv.ParseUint(vmid, 10, 32); err != nil {
+				return usageError("pull", "%q is not a VM id", vmid)
+			}
+			dest := "."
+			if len(args) == 3 {
+				dest = args[2]
+			}
+			if dest == "-" && isTerminal(e.stdout) {
+				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
+			}
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			backups, err := r.Backups(ctx)
+			if err != nil {
+				return err
+			}
+			b, err := remote.Select(backups, vmid, sel)
+			if err != nil {
+				return err
+			}
+			m, err := r.Manifest(ctx, b)
+			if err != nil {
+				return err
+			}
+			if _, err := r.LoadIndex(ctx, false); err != nil {
+				return err
+			}
+			name := b.Name + ".vma"
+			if comp == "zstd" {
+				name += ".zst"
+			}
+			toDir := false
+			if dest != "-" {
+				if st, err := os.Stat(dest); err == nil && st.IsDir() {
+					dest, toDir = filepath.Join(dest, name), true
+				}
+			}
+			p := newProgress(e, o, "pull "+b.Name)
+			p.setTotal(int64(m.ArchiveSize), nil)
+			err = writeOutput(e, dest, comp, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
+			p.done()
+			if err != nil {
+				return fmt.Errorf("pull %s: %w", b.Name, err)
+			}
+			if toDir {
+				for _, ext := range []string{".log", ".notes"} {
+					obj, ok := b.Sidecars[ext]
+					if !ok {
+						continue
+					}
+					data, err := r.Object(ctx, obj)
+					if err != nil {
+						return err
+					}
+					side := filepath.Join(filepath.Dir(dest), b.Name+ext)
+					if err := writeOutput(e, side, "", func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+						return err
+					}
+				}
+			}
+			if o.verbose {
+				fmt.Fprintf(e.stderr, "%s: %s (%s, SHA-256 checked)\n", b.Name, displayName(dest), humanBytes(m.ArchiveSize))
+			}
+			return nil
+		},
+	})
+}
+
+// writeOutput writes to stdout ("-") or atomically to the file dest,
+// optionally zstd-compressed.
+func writeOutput(e *env, dest, comp string, fill func(io.Writer) error) error {
+	var w io.Writer
+	var af *atomicfile.File
+	if dest == "-" {
+		w = e.stdout
+	} else {
+		var err error
+		if af, err = atomicfile.Create(dest, 0o644); err != nil {
+			return &fileError{dest, err}
+		}
+		defer af.Abort()
+		w = af
+	}
+	var zw *zstd.Encoder
+	if comp == "zstd" {
+		var err error
+		if zw, err = zstd.NewWriter(w); err != nil {
+			return err
+		}
+		w = zw
+	}
+	if err := fill(w); err != nil {
+		return err
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return err
+		}
+	}
+	if af != nil {
+		return af.Commit()
+	}
+	return nil
+}
+
+// readDataFlag is check's --read-data[=PERCENT]: alone it means 100.
+type readDataFlag struct{ pct int }
+
+func (f *readDataFlag) String() string {
+	if f == nil || f.pct == 0 {
+		return ""
+	}
+	return strconv.Itoa(f.pct)
+}
+func (f *readDataFlag) IsBoolFlag() bool { return true }
+func (f *readDataFlag) Set(s string) error {
+	if s == "true" {
+		f.pct = 100
+		return nil
+	}
+	if s == "false" {
+		f.pct = 0
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+	if err != nil || n < 1 || n > 100 {
+		return fmt.Errorf("want a percentage from 1 to 100, not %q", s)
+	}
+	f.pct = n
+	return nil
+}
+
+func checkCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "check",
+		Usage:     "check that every backup on a remote is complete (and, with --read-data, intact)",
+		UsageText: "vmasync check [--read-data[=PERCENT]] [rclone options] REMOTE",
+		Description: "check reads the index and every manifest on REMOTE and checks that every chunk\n" +
+			"a backup references is indexed and lies within a pack that exists.\n" +
+			"--read-data also downloads the packs (--read-data=10 a random 10% of them) and\n" +
+			"checks every chunk against its SHA-256. Each problem is printed on one line\n" +
+			"naming the backup and the chunk; the exit code is then 1.",
+		Flags: []cli.Flag{
+			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was checked"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			pct := cCtx.Generic("read-data").(*readDataFlag).pct
+			p := newProgress(e, o, "check "+args[0])
+			res, err := r.Check(ctx, remote.CheckOptions{ReadData: pct > 0, ReadDataPercent: pct,
+				Progress: func(done, total int) { p.setTotal(int64(total), nil); p.update(int64(done)) }})
+			p.done()
+			if err != nil {
+				return err
+			}
+			for _, pr := range res.Problems {
+				fmt.Fprintf(e.stderr, "vmasync: %s\n", pr)
+			}
+			if !o.quiet {
+				fmt.Fprintf(e.stderr, "%d backups, %d packs, %d chunks", res.Backups, res.Packs, res.Chunks)
+				if pct > 0 {
+					fmt.Fprintf(e.stderr, "; read %d packs (%s)", res.PacksRead, humanBytes(uint64(res.BytesRead)))
+				}
+				if len(res.Problems) == 0 {
+					fmt.Fprintln(e.stderr, ": no problems found")
+				} else {
+					fmt.Fprintf(e.stderr, ": %d problems\n", len(res.Problems))
+				}
+			}
+			if len(res.Problems) > 0 {
+				return reportedError{}
+			}
+			return nil
+		},
+	})
+}
+
+// vmaOptions are push's settings for the streaming reorder.
+func vmaOptions(cCtx *cli.Context) vma.OptimizeOptions {
+	return vma.OptimizeOptions{TempDir: cCtx.String("temp-dir")}
+}

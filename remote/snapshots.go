@@ -1,0 +1,73 @@
+package remote
+
+import (
+	"context"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+
+	"github.com/vmasync/vmasync/chunkplan"
+)
+
+// Snapshot is one backup as listed by Snapshots.
+type Snapshot struct {
+	VMID string    `json:"vmid"`
+	Name string    `json:"backup"`
+	Time time.Time `json:"time"`
+	// Size is the optimized archive's size; NewBytes the bytes in chunks
+	// the VM's previous backup did not have (all of Size for the first).
+	Size     uint64 `json:"size"`
+	NewBytes uint64 `json:"new_bytes"`
+	// Disks is the number of devices; Source the dump file it came from.
+	Disks     int    `json:"disks"`
+	Source    string `json:"source"`
+	Protected bool   `json:"protected"`
+}
+
+// Snapshots lists the backups (of the given VM ids, or all) with their
+// sizes and what each added over the VM's previous backup.
+func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot, error) {
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, id := range vmids {
+		want[id] = true
+	}
+	var out []Snapshot
+	var prev *chunkplan.Manifest
+	prevVM := ""
+	for _, b := range backups {
+		if len(want) > 0 && !want[b.VMID] {
+			continue
+		}
+		m, err := r.Manifest(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		s := Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Size: m.ArchiveSize, NewBytes: m.ArchiveSize,
+			Disks: len(m.Devices), Source: m.Source, Protected: b.Protected}
+		if prev != nil && prevVM == b.VMID && prev.Params == m.Params {
+			s.NewBytes = chunkplan.Compare(prev, m).NewBytes
+		}
+		prev, prevVM = m, b.VMID
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Object downloads a small object of the repository (a sidecar).
+func (r *Repository) Object(ctx context.Context, name string) ([]byte, error) {
+	return getObject(ctx, r.Fs, name)
+}
+
+// Empty returns a repository value for f that is not stored anywhere (for
+// dry runs against a remote that has none yet).
+func Empty(f fs.Fs, p chunkplan.Params) (*Repository, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Config{Format: configFormat, Version: FormatVersion, Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
+	return &Repository{Fs: f, Config: c, Params: p, index: map[ID]Location{}, packs: map[ID]int64{}}, nil
+}
