@@ -25,7 +25,7 @@ type block struct {
 
 const (
 	fanBlockSize = 1 << 20
-	fanBlocks    = 8 // per fanout: 8 MiB in flight
+	fanBlocks    = 12 // per fanout: 12 MiB in flight
 )
 
 // newFanout returns a fanout to n readers. Writes and reads fail with the

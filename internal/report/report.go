@@ -25,10 +25,10 @@
 // cluster of an extent) belongs to its device, the archive header to a
 // "header" row.
 //
-// Chunks of the restic columns and clusters are identified by 64-bit
-// hash/maphash values (a process-wide random seed; the chance that one of
-// a million changed chunks collides is below 10^-7), chunks of the vmasync
-// column by SHA-256, as in manifests.
+// Chunks and clusters are identified by 64-bit hash/maphash values (a
+// process-wide random seed; the chance that any of a million chunks of B
+// collides with one of a million of A is below 10^-7), except that the
+// vmasync column uses SHA-256, as manifests do, when a manifest takes part.
 package report
 
 import (
@@ -216,7 +216,8 @@ type scanned struct {
 	origIv      []interval
 	optIv       []interval
 	orig, ropt  chunkList[uint64]
-	vms         chunkList[[32]byte]
+	vms         chunkList[[32]byte] // SHA-256, when a manifest takes part
+	vms64       chunkList[uint64]   // maphash, when both inputs are archives
 	haveColumns [numColumns]bool
 }
 
@@ -226,6 +227,9 @@ var seed = maphash.MakeSeed()
 type wants struct {
 	floor bool
 	cols  [numColumns]bool
+	// sha: identify vmasync chunks by SHA-256 (to compare with a
+	// manifest) rather than by maphash.
+	sha bool
 }
 
 // Run compares B with A.
@@ -256,6 +260,7 @@ func Run(a, b Input, opt Options) (*Result, error) {
 	// columns built with its parameters.
 	var w wants
 	w.floor = a.Manifest == nil && b.Manifest == nil
+	w.sha = !w.floor
 	w.cols[ResticOriginal] = w.floor
 	for _, c := range []Column{ResticOptimized, Vmasync} {
 		ok := true
@@ -325,8 +330,10 @@ func Run(a, b Input, opt Options) (*Result, error) {
 		if iv != nil {
 			perDev = make([]uint64, len(res.Devices))
 		}
-		if c == Vmasync {
+		if c == Vmasync && w.sha {
 			compare(&sa.vms, &sb.vms, col, iv, perDev)
+		} else if c == Vmasync {
+			compare(&sa.vms64, &sb.vms64, col, iv, perDev)
 		} else if c == ResticOriginal {
 			compare(&sa.orig, &sb.orig, col, iv, perDev)
 		} else {
@@ -476,11 +483,12 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 	// chunker.
 	nOpt := 1
 	iOptChunk, iVmsChunk := -1, -1
+	shared := w.cols[ResticOptimized] && w.cols[Vmasync] && params[ResticOptimized].Polynomial == params[Vmasync].Polynomial
 	if w.cols[ResticOptimized] {
 		iOptChunk = nOpt
 		nOpt++
 	}
-	if w.cols[Vmasync] {
+	if w.cols[Vmasync] && !shared {
 		iVmsChunk = nOpt
 		nOpt++
 	}
@@ -532,7 +540,7 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 		r := orig.reader(iOrigChunk)
 		g.Go(func() error {
 			defer r.drain()
-			return chunkplan.Split(r, params[ResticOriginal], func(data []byte) error {
+			return chunkplan.SplitMulti(r, []chunkplan.Params{params[ResticOriginal]}, func(_ int, data []byte) error {
 				s.orig.add(maphash.Bytes(seed, data), len(data))
 				return nil
 			})
@@ -547,25 +555,48 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 			return err
 		})
 	}
-	if iOptChunk >= 0 {
+	// The optimized stream's chunkers share one rolling fingerprint when
+	// their polynomials are equal (no --polynomial).
+	addOpt := func(_ int, data []byte) error {
+		s.ropt.add(maphash.Bytes(seed, data), len(data))
+		return nil
+	}
+	addVms := func(_ int, data []byte) error {
+		s.vms64.add(maphash.Bytes(seed, data), len(data))
+		return nil
+	}
+	if w.sha {
+		addVms = func(_ int, data []byte) error {
+			s.vms.add(sha256.Sum256(data), len(data))
+			return nil
+		}
+	}
+	if shared {
 		r := optOut.reader(iOptChunk)
 		g.Go(func() error {
 			defer r.drain()
-			return chunkplan.Split(r, params[ResticOptimized], func(data []byte) error {
-				s.ropt.add(maphash.Bytes(seed, data), len(data))
-				return nil
+			return chunkplan.SplitMulti(r, []chunkplan.Params{params[ResticOptimized], params[Vmasync]}, func(k int, data []byte) error {
+				if k == 0 {
+					return addOpt(k, data)
+				}
+				return addVms(k, data)
 			})
 		})
-	}
-	if iVmsChunk >= 0 {
-		r := optOut.reader(iVmsChunk)
-		g.Go(func() error {
-			defer r.drain()
-			return chunkplan.Split(r, params[Vmasync], func(data []byte) error {
-				s.vms.add(sha256.Sum256(data), len(data))
-				return nil
+	} else {
+		if iOptChunk >= 0 {
+			r := optOut.reader(iOptChunk)
+			g.Go(func() error {
+				defer r.drain()
+				return chunkplan.SplitMulti(r, []chunkplan.Params{params[ResticOptimized]}, addOpt)
 			})
-		})
+		}
+		if iVmsChunk >= 0 {
+			r := optOut.reader(iVmsChunk)
+			g.Go(func() error {
+				defer r.drain()
+				return chunkplan.SplitMulti(r, []chunkplan.Params{params[Vmasync]}, addVms)
+			})
+		}
 	}
 	{
 		r := optOut.reader(0)

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmasync/vmasync/vma"
+	"github.com/vmasync/vmasync/vma/vmatest"
+)
+
+// reportPair writes day 1 and day 2 of a generated VM (Proxmox-like
+// order, 1 % of clusters changed) and returns their paths and day 2's
+// spec.
+func reportPair(t *testing.T, dir string, size uint64) (a, b string, specB vmatest.Spec) {
+	t.Helper()
+	spec := vmatest.Spec{
+		Disks: []vmatest.Disk{
+			{Name: "drive-scsi0", Size: size, Content: vmatest.Mixed},
+			{Name: "drive-efidisk0", Size: 540672, Content: vmatest.Mixed},
+		},
+		Order: vmatest.ProxmoxLike, PullForward: 0.02, Seed: 5, ChangeFraction: 0.01,
+	}
+	a = filepath.Join(dir, "vzdump-qemu-105-a.vma")
+	b = filepath.Join(dir, "vzdump-qemu-105-b.vma")
+	for i, p := range []string{a, b} {
+		s := spec
+		s.Generation = uint64(i)
+		data, err := vmatest.Archive(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		specB = s
+	}
+	return a, b, specB
+}
+
+type reportJSON struct {
+	A, B struct {
+		ArchiveBytes   int64 `json:"archive_bytes"`
+		OptimizedBytes int64 `json:"optimized_bytes"`
+		Manifest       bool  `json:"manifest"`
+	}
+	Floor *struct {
+		Clusters        uint64 `json:"clusters"`
+		ChangedClusters uint64 `json:"changed_clusters"`
+		ChangedBytes    uint64 `json:"changed_bytes"`
+	} `json:"floor"`
+	Columns map[string]*struct {
+		NewBytes    uint64  `json:"new_bytes"`
+		NewChunks   int     `json:"new_chunks"`
+		TotalBytes  uint64  `json:"total_bytes"`
+		Cost        float64 `json:"cost"`
+		UploadSecs  float64 `json:"upload_seconds"`
+		SharedBytes uint64  `json:"shared_bytes"`
+	} `json:"columns"`
+	Devices []struct {
+		Name  string
+		Floor *struct {
+			ChangedClusters uint64 `json:"changed_clusters"`
+		} `json:"floor"`
+		NewBytes map[string]*uint64 `json:"new_bytes"`
+	} `json:"devices"`
+}
+
+func runReport(t *testing.T, args ...string) reportJSON {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"vmasync", "report", "--json"}, args...), strings.NewReader(""), &out, &errb)
+	if code != 0 {
+		t.Fatalf("report %v: exit %d: %s", args, code, errb.String())
+	}
+	var r reportJSON
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("report --json: %v\n%s", err, out.Bytes())
+	}
+	return r
+}
+
+// TestReportFloorAndManifest checks the floor against the generator's
+// record of changed clusters, the per-device attribution against the
+// totals, and that a saved manifest gives the same vmasync column.
+func TestReportFloorAndManifest(t *testing.T) {
+	dir := t.TempDir()
+	a, b, specB := reportPair(t, dir, 48<<20)
+	var want uint64
+	for num := range uint64(48 << 20 / vma.ClusterSize) {
+		if specB.Version(0, num) == 1 {
+			want++
+		}
+	}
+	for num := range uint64(9) {
+		if specB.Version(1, num) == 1 {
+			want++
+		}
+	}
+	// B compressed with zstd goes through the streaming optimizer.
+	if out, err := exec.Command("zstd", "-q", "-f", b, "-o", b+".zst").CombinedOutput(); err != nil {
+		t.Fatalf("zstd: %v %s", err, out)
+	}
+	r := runReport(t, "--price-per-tb", "10", "--upload-mbps", "8", a, b+".zst")
+	if r.Floor == nil || r.Floor.ChangedClusters != want || want == 0 {
+		t.Fatalf("floor %+v, generator changed %d clusters", r.Floor, want)
+	}
+	vm := r.Columns["vmasync"]
+	ro := r.Columns["restic_original"]
+	rz := r.Columns["restic_optimized"]
+	if vm == nil || ro == nil || rz == nil {
+		t.Fatalf("columns missing: %+v", r.Columns)
+	}
+	// Original archives share (almost) nothing; optimized ones most.
+	if ro.NewBytes < ro.TotalBytes*9/10 || rz.NewBytes >= ro.NewBytes || vm.NewBytes >= rz.NewBytes {
+		t.Fatalf("implausible: original %d of %d, optimized %d, vmasync %d", ro.NewBytes, ro.TotalBytes, rz.NewBytes, vm.NewBytes)
+	}
+	if vm.NewBytes > r.Floor.ChangedBytes*13/10 {
+		t.Errorf("vmasync new bytes %d above 1.3 × floor %d", vm.NewBytes, r.Floor.ChangedBytes)
+	}
+	if vm.UploadSecs != float64(vm.NewBytes)/1e6 || vm.Cost != float64(vm.NewBytes)/1e11 {
+		t.Errorf("estimates: %v s, cost %v for %d bytes", vm.UploadSecs, vm.Cost, vm.NewBytes)
+	}
+	for _, col := range []string{"restic_original", "restic_optimized", "vmasync"} {
+		var sum uint64
+		for _, d := range r.Devices {
+			sum += *d.NewBytes[col]
+		}
+		if sum != r.Columns[col].NewBytes {
+			t.Errorf("%s: devices sum to %d, total %d", col, sum, r.Columns[col].NewBytes)
+		}
+	}
+	if d := r.Devices[1]; d.Name != "drive-scsi0" || d.Floor.ChangedClusters == 0 || *d.NewBytes["vmasync"] < vm.NewBytes/2 {
+		t.Errorf("device row %+v", d)
+	}
+
+	// The same file twice: nothing new.
+	same := runReport(t, a, a)
+	for k, c := range same.Columns {
+		if c.NewBytes != 0 {
+			t.Errorf("A against A: %s has %d new bytes", k, c.NewBytes)
+		}
+	}
+
+	// A saved manifest of A answers the vmasync column alone.
+	man := filepath.Join(dir, "a.manifest")
+	var errb bytes.Buffer
+	if code := run([]string{"vmasync", "manifest", "-o", man, a}, nil, &bytes.Buffer{}, &errb); code != 0 {
+		t.Fatalf("manifest: exit %d: %s", code, errb.String())
+	}
+	rm := runReport(t, man, b)
+	if !rm.A.Manifest || rm.Floor != nil || rm.Columns["restic_original"] != nil || rm.Columns["restic_optimized"] != nil {
+		t.Fatalf("manifest report answers too much: %+v", rm)
+	}
+	if got := rm.Columns["vmasync"]; got == nil || got.NewBytes != vm.NewBytes || got.NewChunks != vm.NewChunks {
+		t.Fatalf("manifest report vmasync %+v, archive report %+v", got, vm)
+	}
+	if rm.Devices[0].NewBytes["restic_original"] != nil {
+		t.Fatal("n/a column has a per-device figure")
+	}
+}
+
+// restic runs restic with the repository in dir.
+func resticCmd(ctx context.Context, t *testing.T, dir, repo string, stdin string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "restic", args...)
+	cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD=report-test",
+		"RESTIC_FROM_PASSWORD=report-test", "RESTIC_CACHE_DIR="+filepath.Join(dir, "cache"))
+	if stdin != "" {
+		f, err := os.Open(stdin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("restic %v: %v\n%s", args, err, stderr.Bytes())
+	}
+	return out
+}
+
+func resticAdded(ctx context.Context, t *testing.T, dir, repo, file string) uint64 {
+	t.Helper()
+	out := resticCmd(ctx, t, dir, repo, file, "backup", "--compression", "off", "--stdin", "--stdin-filename", "vzdump-qemu-105.vma", "--json")
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var line struct {
+			MessageType string  `json:"message_type"`
+			DataAdded   *uint64 `json:"data_added"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.MessageType == "summary" && line.DataAdded != nil {
+			return *line.DataAdded
+		}
+	}
+	t.Fatalf("no summary in restic output:\n%s", out)
+	return 0
+}
+
+// TestReportPredictsRestic backs up A then B with real restic 0.14
+// (--compression off), as vzdump wrote them and optimized, and checks that
+// `report --polynomial` predicted restic's data_added for B within 1 % +
+// 64 KiB (restic adds blob and pack overhead on top of the chunk bytes).
+func TestReportPredictsRestic(t *testing.T) {
+	if _, err := exec.LookPath("restic"); err != nil {
+		t.Fatalf("restic not found (%v): apt-get install restic", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	a, b, _ := reportPair(t, dir, 48<<20)
+	for _, p := range []string{a, b} {
+		var errb bytes.Buffer
+		if code := run([]string{"vmasync", "optimize", p, p + ".opt"}, nil, &bytes.Buffer{}, &errb); code != 0 {
+			t.Fatalf("optimize: %s", errb.String())
+		}
+	}
+	repoOrig, repoOpt := filepath.Join(dir, "repo-orig"), filepath.Join(dir, "repo-opt")
+	resticCmd(ctx, t, dir, repoOrig, "", "init", "--repository-version", "2")
+	resticCmd(ctx, t, dir, repoOpt, "", "init", "--repository-version", "2", "--from-repo", repoOrig, "--copy-chunker-params")
+	out := resticCmd(ctx, t, dir, repoOrig, "", "cat", "config")
+	var raw map[string]any
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatalf("restic cat config: %v\n%s", err, out)
+	}
+	polHex, ok := raw["chunker_polynomial"].(string)
+	if !ok || polHex == "" {
+		t.Fatalf("no chunker_polynomial in %s", out)
+	}
+	out2 := resticCmd(ctx, t, dir, repoOpt, "", "cat", "config")
+	if !strings.Contains(string(out2), polHex) {
+		t.Fatalf("second repository has another polynomial:\n%s\n%s", out, out2)
+	}
+
+	r := runReport(t, "--polynomial", polHex, a, b)
+	resticAdded(ctx, t, dir, repoOrig, a)
+	gotOrig := resticAdded(ctx, t, dir, repoOrig, b)
+	resticAdded(ctx, t, dir, repoOpt, a+".opt")
+	gotOpt := resticAdded(ctx, t, dir, repoOpt, b+".opt")
+	for _, c := range []struct {
+		col string
+		got uint64
+	}{{"restic_original", gotOrig}, {"restic_optimized", gotOpt}} {
+		pred := r.Columns[c.col].NewBytes
+		slack := pred/100 + 64<<10
+		t.Logf("%s: predicted %d, restic data_added %d (%+d bytes)", c.col, pred, c.got, int64(c.got)-int64(pred))
+		if c.got < pred || c.got > pred+slack {
+			t.Errorf("%s: restic added %d, report predicted %d (allowed up to %d more)", c.col, c.got, pred, slack)
+		}
+	}
+	if gotOpt >= gotOrig*9/10 {
+		t.Errorf("test pair shows no benefit of optimize: %d vs %d", gotOpt, gotOrig)
+	}
+}
