@@ -176,7 +176,7 @@ func init() {
 
 func newApp(e *env) *cli.App {
 	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e),
-		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e)}
+		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e), pruneCommand(e), unlockCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
 		c.Flags = append(c.Flags, globalFlags()...)
@@ -210,7 +210,7 @@ func newApp(e *env) *cli.App {
 			if cCtx.Args().Present() {
 				return usageError("", "unknown command %q", cCtx.Args().First())
 			}
-			return usageError("", "no command given; commands: push, pull, snapshots, check, init, info, verify, optimize, unpack, pack, report, manifest")
+			return usageError("", "no command given; commands: push, pull, snapshots, check, prune, unlock, init, info, verify, optimize, unpack, pack, report, manifest")
 		},
 	}
 }

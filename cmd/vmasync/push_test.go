@@ -288,3 +288,71 @@ func TestPushNamedRemote(t *testing.T) {
 		t.Fatalf("RCLONE_CONFIG: %v", r)
 	}
 }
+
+// TestPruneAndLocksCLI: prune --dry-run changes nothing, prune removes by
+// the rules; a live exclusive lock blocks push, a stale one does not, and
+// unlock removes stale locks.
+func TestPruneAndLocksCLI(t *testing.T) {
+	dumps := t.TempDir()
+	rem := filepath.Join(t.TempDir(), "remote")
+	for i, stamp := range []string{"2026_11_18-01_00_00", "2026_11_19-01_00_00", "2026_11_20-01_00_00", "2026_11_20-13_00_00"} {
+		nightly(t, dumps, "105", uint64(i), stamp, false)
+	}
+	if r := runCLI(t, nil, "push", dumps, rem); r.code != 0 {
+		t.Fatalf("push: %v", r)
+	}
+	r := runCLI(t, nil, "prune", "--dry-run", "--json", "--keep-daily", "2", rem)
+	var out struct {
+		Backups []struct {
+			Backup string
+			Keep   bool
+			Reason string
+		}
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Backups) != 4 {
+		t.Fatalf("prune --dry-run: %v", r)
+	}
+	want := map[string]string{"2026_11_18-01_00_00": "", "2026_11_19-01_00_00": "keep-daily", "2026_11_20-01_00_00": "", "2026_11_20-13_00_00": "keep-daily"}
+	for _, b := range out.Backups {
+		stamp := strings.TrimPrefix(b.Backup, "vzdump-qemu-105-")
+		if b.Keep != (want[stamp] != "") || (b.Keep && b.Reason != want[stamp]) {
+			t.Errorf("%s: keep=%v (%s)", b.Backup, b.Keep, b.Reason)
+		}
+	}
+	if s := runCLI(t, nil, "snapshots", "--json", rem); strings.Count(s.stdout, `"backup"`) != 4 {
+		t.Fatalf("dry run removed backups: %v", s)
+	}
+	if r = runCLI(t, nil, "prune", "--keep-daily", "2", rem); r.code != 0 || !strings.Contains(r.stderr, "removed 2 of 4") {
+		t.Fatalf("prune: %v", r)
+	}
+	if s := runCLI(t, nil, "snapshots", "--json", rem); strings.Count(s.stdout, `"backup"`) != 2 {
+		t.Fatalf("after prune: %v", s)
+	}
+	if c := runCLI(t, nil, "check", "--read-data", rem); c.code != 0 {
+		t.Fatalf("check after prune: %v", c)
+	}
+
+	// A live exclusive lock (pid 1 on this host is alive).
+	host, _ := os.Hostname()
+	os.MkdirAll(filepath.Join(rem, "locks"), 0o755)
+	now := time.Now().UTC().Format(time.RFC3339)
+	live := filepath.Join(rem, "locks", "live.lock")
+	os.WriteFile(live, []byte(`{"exclusive":true,"host":"`+host+`","pid":1,"command":"vmasync prune","time":"`+now+`","refreshed":"`+now+`"}`), 0o644)
+	nightly(t, dumps, "105", 9, "2026_11_21-01_00_00", false)
+	r = runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem)
+	if r.code != 1 {
+		t.Fatalf("push under a live exclusive lock: %v", r)
+	}
+	wantOneErrorLine(t, r, "locked", "exclusive lock by vmasync prune")
+	// The same lock, stale: a process that does not exist.
+	os.WriteFile(live, []byte(`{"exclusive":true,"host":"`+host+`","pid":999999999,"command":"vmasync prune","time":"`+now+`","refreshed":"`+now+`"}`), 0o644)
+	if r = runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem); r.code != 0 {
+		t.Fatalf("push with a stale lock: %v", r)
+	}
+	if r = runCLI(t, nil, "unlock", rem); r.code != 0 || !strings.Contains(r.stderr, "removed exclusive lock") {
+		t.Fatalf("unlock: %v", r)
+	}
+	if _, err := os.Stat(live); !os.IsNotExist(err) {
+		t.Fatal("unlock left the stale lock")
+	}
+}

@@ -31,7 +31,22 @@ func remoteFlags() []cli.Flag {
 		&cli.IntFlag{Name: "transfers", Value: 4, EnvVars: []string{"VMASYNC_TRANSFERS"}, Usage: "upload `N` objects at once"},
 		&cli.StringFlag{Name: "bwlimit", EnvVars: []string{"VMASYNC_BWLIMIT"}, Usage: "bandwidth limit as rclone takes it: `RATE` such as 10M, or a timetable \"08:00,512k 23:00,off\""},
 		&cli.StringSliceFlag{Name: "rclone-option", Aliases: []string{"o"}, Usage: "any rclone global option as `NAME=VALUE` (e.g. -o contimeout=30s); repeatable"},
+		&cli.DurationFlag{Name: "lock-wait", Value: 10 * time.Minute, EnvVars: []string{"VMASYNC_LOCK_WAIT"}, Usage: "wait up to `DURATION` for a conflicting lock (a prune, or pushes for prune) to go"},
 	}
+}
+
+// lockRepo takes the repository lock for the command; the returned
+// function releases it.
+func lockRepo(ctx context.Context, cCtx *cli.Context, r *remote.Repository, exclusive bool) (func(), error) {
+	l, err := r.Lock(ctx, exclusive, "vmasync "+cCtx.Command.Name, cCtx.Duration("lock-wait"))
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := l.Unlock(); err != nil {
+			fs.Errorf(nil, "removing the lock: %v", err)
+		}
+	}, nil
 }
 
 // openRemote sets rclone up from the command's flags and opens the remote
@@ -250,6 +265,13 @@ func pushCommand(e *env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", rs, err)
 			}
+			if !dry {
+				unlock, err := lockRepo(ctx, cCtx, r, false)
+				if err != nil {
+					return fmt.Errorf("%s: %w", rs, err)
+				}
+				defer unlock()
+			}
 			st, err := r.LoadIndex(ctx, !dry)
 			if err != nil {
 				return fmt.Errorf("%s: %w", rs, err)
@@ -461,6 +483,11 @@ func pullCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			unlock, err := lockRepo(ctx, cCtx, r, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			backups, err := r.Backups(ctx)
 			if err != nil {
 				return err
@@ -608,6 +635,11 @@ func checkCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			unlock, err := lockRepo(ctx, cCtx, r, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			pct := cCtx.Generic("read-data").(*readDataFlag).pct
 			p := newProgress(e, o, "check "+args[0])
 			res, err := r.Check(ctx, remote.CheckOptions{ReadData: pct > 0, ReadDataPercent: pct,

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmasync/vmasync/remote"
+)
+
+// pruneJSON is prune --json.
+type pruneJSON struct {
+	DryRun  bool        `json:"dry_run"`
+	Rules   string      `json:"rules"`
+	Backups []markJSON  `json:"backups"`
+	GC      *gcJSONInfo `json:"gc,omitempty"`
+}
+
+type markJSON struct {
+	VMID   string `json:"vmid"`
+	Backup string `json:"backup"`
+	Keep   bool   `json:"keep"`
+	Reason string `json:"reason"`
+}
+
+type gcJSONInfo struct {
+	PacksBefore int   `json:"packs_before"`
+	PacksAfter  int   `json:"packs_after"`
+	BytesBefore int64 `json:"bytes_before"`
+	BytesAfter  int64 `json:"bytes_after"`
+	Deleted     int   `json:"packs_deleted"`
+	Repacked    int   `json:"packs_repacked"`
+}
+
+func pruneCommand(e *env) *cli.Command {
+	keep := func(name, what string) cli.Flag {
+		return &cli.IntFlag{Name: "keep-" + name, Usage: "keep the newest backup of each of the last `N` " + what}
+	}
+	return withRemoteFlags(&cli.Command{
+		Name:      "prune",
+		Usage:     "remove old backups from a remote by Proxmox's keep rules, and free their space",
+		UsageText: "vmasync prune [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-all] [--dry-run] [--json] [--vmid ID]... [rclone options] REMOTE",
+		Description: "prune applies the retention options of vzdump --prune-backups and Proxmox Backup\n" +
+			"Server to the backups of each VM on REMOTE: newest first, keep-last, then\n" +
+			"keep-hourly, -daily, -weekly (ISO weeks), -monthly and -yearly each keep the\n" +
+			"newest backup of their next N periods not covered by an earlier rule. Backups\n" +
+			"pushed with a .protected file are always kept and not counted. Without any\n" +
+			"keep rule (or with --keep-all) nothing is removed. --dry-run lists every\n" +
+			"backup with the rule that keeps it or why it would go.\n\n" +
+			"Removing a backup removes its manifest and sidecars; then the packs that no\n" +
+			"remaining backup uses are deleted and packs that are mostly unused\n" +
+			"(--repack-threshold) are rewritten, so that the remote shrinks. prune holds an\n" +
+			"exclusive lock: pushes wait for it (--lock-wait) and it waits for them.",
+		Flags: []cli.Flag{
+			keep("last", "backups"), keep("hourly", "hours"), keep("daily", "days"), keep("weekly", "ISO weeks"),
+			keep("monthly", "months"), keep("yearly", "years"),
+			&cli.BoolFlag{Name: "keep-all", Usage: "keep every backup (GC still runs)"},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "say what would be removed and freed; change nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the decisions and the GC result as JSON on stdout"},
+			&cli.StringSliceFlag{Name: "vmid", Usage: "prune only VM `ID` (repeatable)"},
+			&cli.Float64Flag{Name: "repack-threshold", Value: 0.5, Usage: "rewrite packs whose unused share is at least `FRACTION` (0 < f <= 1)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also list the backups that are kept"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			rules := remote.KeepRules{Last: cCtx.Int("keep-last"), Hourly: cCtx.Int("keep-hourly"), Daily: cCtx.Int("keep-daily"),
+				Weekly: cCtx.Int("keep-weekly"), Monthly: cCtx.Int("keep-monthly"), Yearly: cCtx.Int("keep-yearly"), All: cCtx.Bool("keep-all")}
+			for _, n := range []int{rules.Last, rules.Hourly, rules.Daily, rules.Weekly, rules.Monthly, rules.Yearly} {
+				if n < 0 {
+					return usageError("prune", "keep counts must not be negative")
+				}
+			}
+			th := cCtx.Float64("repack-threshold")
+			if th <= 0 || th > 1 {
+				return usageError("prune", "--repack-threshold must be in (0, 1]")
+			}
+			dry := cCtx.Bool("dry-run")
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			unlock, err := lockRepo(ctx, cCtx, r, !dry)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			backups, err := r.Backups(ctx)
+			if err != nil {
+				return err
+			}
+			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
+				want := map[string]bool{}
+				for _, id := range ids {
+					want[id] = true
+				}
+				var sel []remote.Backup
+				for _, b := range backups {
+					if want[b.VMID] {
+						sel = append(sel, b)
+					}
+				}
+				backups = sel
+			}
+			marks := remote.MarkBackups(backups, rules)
+			var gone []remote.Backup
+			out := pruneJSON{DryRun: dry, Rules: rules.String(), Backups: []markJSON{}}
+			for _, m := range marks {
+				out.Backups = append(out.Backups, markJSON{m.Backup.VMID, m.Backup.Name, m.Keep, m.Reason})
+				if !m.Keep {
+					gone = append(gone, m.Backup)
+				}
+			}
+			asJSON := cCtx.Bool("json")
+			if !asJSON && !o.quiet {
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				for _, m := range marks {
+					if m.Keep && !o.verbose && !dry {
+						continue
+					}
+					what := "remove"
+					if dry {
+						what = "would remove"
+					}
+					if m.Keep {
+						what = "keep"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Backup.Name, what, m.Reason)
+				}
+				tw.Flush()
+			}
+			if !dry {
+				if err := r.Forget(ctx, gone); err != nil {
+					return err
+				}
+			}
+			res, err := r.GC(ctx, remote.GCOptions{RepackThreshold: th, DryRun: dry})
+			if err != nil {
+				return err
+			}
+			if dry {
+				// GC ran on the repository as it is: also count what the
+				// removed backups would free.
+				res = nil
+			}
+			if res != nil {
+				out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			if !o.quiet {
+				if dry {
+					fmt.Fprintf(e.stderr, "%d of %d backups would be removed (%s); nothing changed\n", len(gone), len(marks), rules)
+				} else {
+					fmt.Fprintf(e.stderr, "removed %d of %d backups (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
+						len(gone), len(marks), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
+				}
+			}
+			return nil
+		},
+	})
+}
+
+func unlockCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "unlock",
+		Usage:     "remove stale locks from a remote",
+		UsageText: "vmasync unlock [--all] [rclone options] REMOTE",
+		Description: "unlock removes the locks of vmasync processes that are gone: on this host, a\n" +
+			"process that no longer runs; elsewhere, a lock not refreshed for 30 minutes.\n" +
+			"--all removes every lock: only when no vmasync command uses the remote.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Usage: "remove all locks, also live ones"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			removed, err := r.RemoveLocks(ctx, cCtx.Bool("all"))
+			for _, l := range removed {
+				if !o.quiet {
+					fmt.Fprintf(e.stderr, "removed %s\n", l)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if len(removed) == 0 && !o.quiet {
+				fmt.Fprintln(e.stderr, "no stale locks")
+			}
+			return nil
+		},
+	})
+}
