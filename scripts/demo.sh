@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# demo.sh: build vmasync and show what it does, on the real Proxmox sample
+# demo.sh: build vmasync and run its main job: two nights of vzdump backups
+# pushed, deduplicated, to a local directory used as the rclone remote
+# (DEMO_REMOTE=name:path picks any rclone remote instead), pulled back and
+# checked. Then the VMA toolbox on the real Proxmox sample
 # (../shared/testdata/real/dissect-test.vma.gz) when it is there, else on a
 # generated archive. Exits 0 when everything behaved as expected.
 set -euo pipefail
@@ -51,6 +54,37 @@ run "$vmasync" --version
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmasync-demo.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+
+# --- the main job: nightly push to a remote -----------------------------------
+run go build -o bin/vmagen ./internal/cmd/vmagen
+demo=${DEMO_DIR:-/tmp/vmasync-demo}
+rm -rf "$demo"
+mkdir -p "$demo/dump"
+remote=${DEMO_REMOTE:-$demo/remote}
+say "night 1: vzdump writes a backup of VM 100 (3 disks, zstd) into $demo/dump"
+disks=drive-scsi0:256M:mixed,drive-efidisk0:540672,drive-tpmstate0-backup:4M
+night() { # night GENERATION STAMP
+	printf '$ vmagen -gen %s ... | zstd > %s\n' "$1" "vzdump-qemu-100-$2.vma.zst"
+	bin/vmagen -disks "$disks" -order proxmox -seed 7 -gen "$1" -change 0.01 -o - | zstd -q -o "$demo/dump/vzdump-qemu-100-$2.vma.zst"
+	echo "INFO: backup of VM 100 finished" >"$demo/dump/vzdump-qemu-100-$2.log"
+}
+night 0 2026_11_20-01_00_00
+say "push: the whole backup goes up (the remote is empty; it is initialised)"
+run "$vmasync" push "$demo/dump" "$remote"
+say "night 2: 1% of the clusters changed; push sends only the new chunks"
+night 1 2026_11_21-01_00_00
+run "$vmasync" push "$demo/dump" "$remote"
+run "$vmasync" snapshots "$remote"
+say "pull: rebuild night 2 from the remote, byte for byte what optimize makes"
+mkdir -p "$demo/restore"
+run "$vmasync" pull -v "$remote" 100@latest "$demo/restore"
+run "$vmasync" verify "$demo/restore/vzdump-qemu-100-2026_11_21-01_00_00.vma"
+printf '$ vmasync optimize %s - | cmp - %s\n' "vzdump-qemu-100-2026_11_21-01_00_00.vma.zst" "restore/vzdump-qemu-100-2026_11_21-01_00_00.vma"
+"$vmasync" optimize "$demo/dump/vzdump-qemu-100-2026_11_21-01_00_00.vma.zst" - | cmp - "$demo/restore/vzdump-qemu-100-2026_11_21-01_00_00.vma"
+echo "identical"
+run "$vmasync" check --read-data "$remote"
+run "$vmasync" prune --dry-run --keep-last 1 "$remote"
+echo "(the remote stays in $remote; qmrestore would take the pulled file)"
 
 # --- the sample ----------------------------------------------------------------
 sample="$(cd "$root/.." && pwd)/shared/testdata/real/dissect-test.vma.gz"
@@ -131,10 +165,8 @@ for f in qemu-server.conf disk-drive-scsi0.raw disk-drive-efidisk0.raw; do
 done
 echo "all files identical after pack -> unpack"
 
-# --- the main job: optimize two nightly backups ---------------------------------
+# --- why: optimize two nightly backups -------------------------------------------
 say "optimize: two backups of the same VM, 0.1% of clusters changed between them"
-run go build -o bin/vmagen ./internal/cmd/vmagen
-disks=drive-scsi0:256M:mixed,drive-efidisk0:540672,drive-tpmstate0-backup:4M
 for g in 0 1; do
 	run bin/vmagen -disks "$disks" -order proxmox -seed 7 -gen $g -change 0.001 -o "$tmp/day$g.vma"
 	run "$vmasync" optimize -v "$tmp/day$g.vma" "$tmp/day$g.opt.vma"
@@ -152,4 +184,4 @@ if command -v rdiff >/dev/null 2>&1; then
 	done
 fi
 
-say "done: info, verify, optimize and the pack/unpack round trip work"
+say "done: push, pull, check, info, verify, optimize and the pack/unpack round trip work"

@@ -98,8 +98,8 @@ type rcloneLog struct {
 func (h *rcloneLog) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 func (h *rcloneLog) Handle(_ context.Context, r slog.Record) error {
 	// Without an rclone.conf, connection strings and local paths work:
-	// rclone's notice about it is noise unless asked for (-v).
-	if h.level > slog.LevelInfo && strings.HasPrefix(r.Message, "Config file ") && strings.Contains(r.Message, "not found") {
+	// rclone's notice about it is noise.
+	if strings.HasPrefix(r.Message, "Config file ") && strings.Contains(r.Message, "not found") {
 		return nil
 	}
 	obj := ""
