@@ -214,7 +214,7 @@ func pushCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
 			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "attempts per dump when the remote fails with a retriable error"},
-			&cli.StringFlag{Name: "temp-dir", EnvVars: []string{"TMPDIR"}, Usage: "`DIR` for the spill file of the streaming reorder"},
+			&cli.StringFlag{Name: "temp-dir", Usage: "`DIR` for the spill file of the streaming reorder (default: $TMPDIR or /tmp)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
 		},
 		Action: func(cCtx *cli.Context) error {
