@@ -165,6 +165,15 @@ func TestReportFloorAndManifest(t *testing.T) {
 	if rm.Devices[0].NewBytes["restic_original"] != nil {
 		t.Fatal("n/a column has a per-device figure")
 	}
+	// A manifest with restic's sizes answers "restic optimized", also as B.
+	manR := filepath.Join(dir, "b.restic-manifest")
+	if code := run([]string{"vmasync", "manifest", "--polynomial", "0x204368e8ba3e47", "-o", manR, b}, nil, &bytes.Buffer{}, &errb); code != 0 {
+		t.Fatalf("manifest --polynomial: exit %d: %s", code, errb.String())
+	}
+	rr := runReport(t, a, manR)
+	if got := rr.Columns["restic_optimized"]; got == nil || got.NewBytes != rz.NewBytes || rr.Columns["vmasync"] != nil || len(rr.Devices) != 0 {
+		t.Fatalf("restic manifest as B: %+v, archive report %+v", rr, rz)
+	}
 }
 
 // restic runs restic with the repository in dir.

@@ -27,11 +27,15 @@
 //
 // Chunks and clusters are identified by 64-bit hash/maphash values (a
 // process-wide random seed; the chance that any of a million chunks of B
-// collides with one of a million of A is below 10^-7), except that the
-// vmasync column uses SHA-256, as manifests do, when a manifest takes part.
+// collides with one of a million of A is below 10^-7); when a manifest
+// takes part, chunks are known by their SHA-256 (as in manifests), mapped
+// to 64 bits the same way. A's chunk keys are kept sorted (8 bytes per
+// chunk); B's chunks are compared as they arrive, and only the new ones
+// are remembered.
 package report
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -136,6 +140,12 @@ type DeviceResult struct {
 	New [numColumns]*uint64 `json:"-"`
 }
 
+// Device is a device of an input.
+type Device struct {
+	Name string `json:"name"`
+	Size uint64 `json:"size"`
+}
+
 // Side describes an input.
 type Side struct {
 	Name     string `json:"name"`
@@ -145,7 +155,7 @@ type Side struct {
 	// OptimizedBytes is the optimized archive's size.
 	OptimizedBytes int64 `json:"optimized_bytes"`
 	// Devices of the archive.
-	Devices []chunkplan.Device `json:"devices"`
+	Devices []Device `json:"devices"`
 	// CTime is the backup time (Unix seconds).
 	CTime int64 `json:"ctime"`
 }
@@ -173,16 +183,59 @@ type interval struct {
 	dev   int
 }
 
-// chunkList is a stream's chunks in order.
-type chunkList[K comparable] struct {
-	keys []K
-	lens []uint32
+// tally collects one column's chunks of a stream. For A it keeps the
+// chunk keys (sorted and deduplicated by finish: 8 bytes per chunk, 32 with
+// SHA-256); for B it compares each chunk with A's keys as it arrives and
+// keeps only the totals and the new chunks' positions.
+type tally[K comparable] struct {
+	cmp  func(a, b K) int
+	isB  bool
+	keys []K // A: its keys; B: A's sorted keys
+	seen map[K]struct{}
+	col  ColumnResult
+	news []span
+	off  int64
 }
 
-func (l *chunkList[K]) add(k K, n int) {
-	l.keys = append(l.keys, k)
-	l.lens = append(l.lens, uint32(n))
+// span is a new chunk's place in B's stream.
+type span struct{ start, length int64 }
+
+func (t *tally[K]) add(k K, n int) {
+	start := t.off
+	t.off += int64(n)
+	if !t.isB {
+		t.keys = append(t.keys, k)
+		return
+	}
+	t.col.TotalChunks++
+	t.col.TotalBytes += uint64(n)
+	if _, ok := slices.BinarySearchFunc(t.keys, k, t.cmp); ok {
+		t.col.SharedBytes += uint64(n)
+		return
+	}
+	if _, ok := t.seen[k]; ok {
+		return
+	}
+	if t.seen == nil {
+		t.seen = make(map[K]struct{})
+	}
+	t.seen[k] = struct{}{}
+	t.col.NewChunks++
+	t.col.NewBytes += uint64(n)
+	t.news = append(t.news, span{start, int64(n)})
 }
+
+// finish sorts A's keys for B's lookups.
+func (t *tally[K]) finish() {
+	slices.SortFunc(t.keys, t.cmp)
+	t.keys = slices.CompactFunc(t.keys, func(a, b K) bool { return t.cmp(a, b) == 0 })
+	t.keys = slices.Clip(t.keys)
+}
+
+// forB returns an empty tally for B that compares with t's keys.
+func (t *tally[K]) forB() tally[K] { return tally[K]{cmp: t.cmp, isB: true, keys: t.keys} }
+
+func cmpU64(a, b uint64) int { return cmp.Compare(a, b) }
 
 // clusterTable holds one device's cluster hashes in pages allocated where
 // clusters with data are (0 = all-zero cluster).
@@ -215,9 +268,8 @@ type scanned struct {
 	floor       []Floor                  // per device of header, only for B
 	origIv      []interval
 	optIv       []interval
-	orig, ropt  chunkList[uint64]
-	vms         chunkList[[32]byte] // SHA-256, when a manifest takes part
-	vms64       chunkList[uint64]   // maphash, when both inputs are archives
+	orig, ropt  tally[uint64]
+	vms         tally[uint64]
 	haveColumns [numColumns]bool
 }
 
@@ -301,7 +353,7 @@ func Run(a, b Input, opt Options) (*Result, error) {
 			if sa.header.Devices != nil {
 				dr.InA = slices.ContainsFunc(sa.header.Devices, func(x vma.Device) bool { return x.Name == d.Name })
 			} else {
-				dr.InA = slices.ContainsFunc(sa.side.Devices, func(x chunkplan.Device) bool { return x.Name == d.Name })
+				dr.InA = slices.ContainsFunc(sa.side.Devices, func(x Device) bool { return x.Name == d.Name })
 			}
 			if w.floor {
 				f := sb.floor[i]
@@ -330,14 +382,22 @@ func Run(a, b Input, opt Options) (*Result, error) {
 		if iv != nil {
 			perDev = make([]uint64, len(res.Devices))
 		}
-		if c == Vmasync && w.sha {
-			compare(&sa.vms, &sb.vms, col, iv, perDev)
-		} else if c == Vmasync {
-			compare(&sa.vms64, &sb.vms64, col, iv, perDev)
-		} else if c == ResticOriginal {
-			compare(&sa.orig, &sb.orig, col, iv, perDev)
-		} else {
-			compare(&sa.ropt, &sb.ropt, col, iv, perDev)
+		var t *ColumnResult
+		var news []span
+		switch {
+		case c == Vmasync:
+			t, news = &sb.vms.col, sb.vms.news
+		case c == ResticOriginal:
+			t, news = &sb.orig.col, sb.orig.news
+		default:
+			t, news = &sb.ropt.col, sb.ropt.news
+		}
+		*col = *t
+		col.Params = params[c]
+		if perDev != nil {
+			for _, sp := range news {
+				attribute(iv, sp.start, sp.start+sp.length, perDev)
+			}
 		}
 		res.Columns[c] = col
 		for i := range perDev {
@@ -346,37 +406,6 @@ func Run(a, b Input, opt Options) (*Result, error) {
 		}
 	}
 	return res, nil
-}
-
-// compare fills col with B's chunks against A's and attributes new bytes
-// to devices (perDev[0] is the header, perDev[i+1] device i) by iv.
-func compare[K comparable](a, b *chunkList[K], col *ColumnResult, iv []interval, perDev []uint64) {
-	inA := make(map[K]struct{}, len(a.keys))
-	for _, k := range a.keys {
-		inA[k] = struct{}{}
-	}
-	seen := make(map[K]struct{})
-	var off uint64
-	for i, k := range b.keys {
-		n := uint64(b.lens[i])
-		start := off
-		off += n
-		col.TotalChunks++
-		col.TotalBytes += n
-		if _, ok := inA[k]; ok {
-			col.SharedBytes += n
-			continue
-		}
-		if _, ok := seen[k]; ok {
-			continue
-		}
-		seen[k] = struct{}{}
-		col.NewChunks++
-		col.NewBytes += n
-		if perDev != nil {
-			attribute(iv, int64(start), int64(off), perDev)
-		}
-	}
 }
 
 // attribute adds the bytes of [s, e) to the devices whose intervals they
@@ -440,23 +469,28 @@ func (g *group) Wait() error {
 // ref's cluster hashes as the clusters arrive.
 func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, opt Options, progressBase *int64) (*scanned, error) {
 	s := &scanned{side: Side{Name: in.Name}}
+	if ref != nil {
+		s.orig, s.ropt, s.vms = ref.orig.forB(), ref.ropt.forB(), ref.vms.forB()
+	} else {
+		s.orig.cmp, s.ropt.cmp, s.vms.cmp = cmpU64, cmpU64, cmpU64
+	}
 	if m := in.Manifest; m != nil {
 		s.side.Manifest = true
 		s.side.OptimizedBytes = int64(m.ArchiveSize)
-		s.side.Devices = m.Devices
+		for _, d := range m.Devices {
+			s.side.Devices = append(s.side.Devices, Device{d.Name, d.Size})
+		}
 		s.side.CTime = m.BackupTime
-		var l chunkList[[32]byte]
-		var u chunkList[uint64]
 		for _, c := range m.Chunks {
-			l.add(c.Hash, int(c.Length))
-			u.add(maphash.Comparable(seed, c.Hash), int(c.Length))
+			k := maphash.Comparable(seed, c.Hash)
+			if m.Params == params[Vmasync] {
+				s.vms.add(k, int(c.Length))
+			}
+			if m.Params == params[ResticOptimized] {
+				s.ropt.add(k, int(c.Length))
+			}
 		}
-		if m.Params == params[Vmasync] {
-			s.vms = l
-		}
-		if m.Params == params[ResticOptimized] {
-			s.ropt = u
-		}
+		s.finish()
 		return s, nil
 	}
 
@@ -557,19 +591,19 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 	}
 	// The optimized stream's chunkers share one rolling fingerprint when
 	// their polynomials are equal (no --polynomial).
+	// With a manifest in the game, chunks are known by SHA-256 (mapped to
+	// 64 bits like the manifest's); otherwise maphash of the bytes does.
+	key := func(data []byte) uint64 { return maphash.Bytes(seed, data) }
+	if w.sha {
+		key = func(data []byte) uint64 { return maphash.Comparable(seed, sha256.Sum256(data)) }
+	}
 	addOpt := func(_ int, data []byte) error {
-		s.ropt.add(maphash.Bytes(seed, data), len(data))
+		s.ropt.add(key(data), len(data))
 		return nil
 	}
 	addVms := func(_ int, data []byte) error {
-		s.vms64.add(maphash.Bytes(seed, data), len(data))
+		s.vms.add(key(data), len(data))
 		return nil
-	}
-	if w.sha {
-		addVms = func(_ int, data []byte) error {
-			s.vms.add(sha256.Sum256(data), len(data))
-			return nil
-		}
 	}
 	if shared {
 		r := optOut.reader(iOptChunk)
@@ -619,10 +653,21 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 		return nil, err
 	}
 	s.side.CTime = s.header.CTime
+	s.finish()
 	for _, d := range s.header.Devices {
-		s.side.Devices = append(s.side.Devices, chunkplan.Device{Name: d.Name, Size: d.Size})
+		s.side.Devices = append(s.side.Devices, Device{d.Name, d.Size})
 	}
 	return s, nil
+}
+
+// finish prepares A's chunk keys for B's lookups (B's tallies need
+// nothing).
+func (s *scanned) finish() {
+	for _, t := range []*tally[uint64]{&s.orig, &s.ropt, &s.vms} {
+		if !t.isB {
+			t.finish()
+		}
+	}
 }
 
 // counter counts and reports the bytes read.
