@@ -28,7 +28,8 @@ type Settings struct {
 	// LowLevelRetries is rclone's per-request retry count (0: rclone's 10).
 	LowLevelRetries int
 	// Options are further rclone global options by name
-	// (e.g. "contimeout" = "10s"); an unknown name is an error.
+	// (e.g. "contimeout" = "10s"); an unknown name is an error. They
+	// override the fields above.
 	Options map[string]string
 	// Logger receives rclone's log records (nil: only errors, on stderr
 	// through slog's default logger). Verbose raises rclone's level to INFO.
@@ -65,12 +66,6 @@ func Setup(ctx context.Context, s Settings) (context.Context, error) {
 
 	ctx, ci := fs.AddConfig(ctx)
 	set := configmap.Simple{}
-	for k, v := range s.Options {
-		if fs.ConfigOptionsInfo.Get(k) == nil {
-			return nil, fmt.Errorf("unknown rclone option %q", k)
-		}
-		set[k] = v
-	}
 	if s.Transfers > 0 {
 		set["transfers"] = fmt.Sprint(s.Transfers)
 	}
@@ -79,6 +74,12 @@ func Setup(ctx context.Context, s Settings) (context.Context, error) {
 	}
 	if s.LowLevelRetries > 0 {
 		set["low_level_retries"] = fmt.Sprint(s.LowLevelRetries)
+	}
+	for k, v := range s.Options { // by name, after the typed settings: they win
+		if fs.ConfigOptionsInfo.Get(k) == nil {
+			return nil, fmt.Errorf("unknown rclone option %q", k)
+		}
+		set[k] = v
 	}
 	if err := configstruct.Set(set, ci); err != nil {
 		return nil, fmt.Errorf("rclone options: %w", err)

@@ -356,3 +356,31 @@ func TestPruneAndLocksCLI(t *testing.T) {
 		t.Fatal("unlock left the stale lock")
 	}
 }
+
+// TestPushRcloneOptions: --bwlimit takes rclone's rates and timetables;
+// bad values are one clear error line.
+func TestPushRcloneOptions(t *testing.T) {
+	dumps := t.TempDir()
+	nightly(t, dumps, "105", 0, "2026_11_20-01_00_00", false)
+	rem := filepath.Join(t.TempDir(), "remote")
+	if r := runCLI(t, nil, "push", "--bwlimit", "00:00,100M 23:59,off", "-o", "contimeout=5s", dumps, rem); r.code != 0 {
+		t.Fatalf("push with a bwlimit timetable: %v", r)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"push", "--bwlimit", "fast", dumps, rem}, 1, "bwlimit"},
+		{[]string{"push", "-o", "transfers=abc", dumps, rem}, 1, "transfers"},
+		{[]string{"push", "-o", "novalue", dumps, rem}, 2, "NAME=VALUE"},
+		{[]string{"push", "--transfers", "0", dumps, rem}, 2, "--transfers"},
+	} {
+		r := runCLI(t, nil, c.args...)
+		if r.code != c.code {
+			t.Errorf("%q: exit %d, want %d: %v", c.args, r.code, c.code, r)
+			continue
+		}
+		wantOneErrorLine(t, r, c.err)
+	}
+}
