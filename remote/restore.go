@@ -61,7 +61,10 @@ func (r *Repository) Restore(ctx context.Context, m *chunkplan.Manifest, w io.Wr
 			if !ok {
 				var err error
 				if o, err = r.Fs.NewObject(ctx, packName(s.pack)); err != nil {
-					results <- fetched{err: fmt.Errorf("pack %s: %w", s.pack.Short(), err)}
+					select {
+					case results <- fetched{err: fmt.Errorf("pack %s: %w", s.pack.Short(), err)}:
+					case <-ctx.Done():
+					}
 					return
 				}
 				objs[s.pack] = o
