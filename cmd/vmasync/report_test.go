@@ -221,13 +221,14 @@ func resticAdded(ctx context.Context, t *testing.T, dir, repo, file string) uint
 // `report --polynomial` predicted restic's data_added for B within 1 % +
 // 64 KiB (restic adds blob and pack overhead on top of the chunk bytes).
 func TestReportPredictsRestic(t *testing.T) {
+	t.Parallel() // mostly waiting for restic
 	if _, err := exec.LookPath("restic"); err != nil {
 		t.Fatalf("restic not found (%v): apt-get install restic", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	a, b, _ := reportPair(t, dir, 48<<20)
+	a, b, _ := reportPair(t, dir, 32<<20)
 	for _, p := range []string{a, b} {
 		var errb bytes.Buffer
 		if code := run([]string{"vmasync", "optimize", p, p + ".opt"}, nil, &bytes.Buffer{}, &errb); code != 0 {
