@@ -144,9 +144,12 @@ func reportCommand(e *env) *cli.Command {
 			res, err := report.Run(a, b, ropt)
 			p.done()
 			if err != nil {
-				var fe *fileError
-				if errors.As(err, &fe) {
-					return err
+				var ie *report.InputError
+				if errors.As(err, &ie) {
+					if e.ctx.Err() != nil {
+						return err // reported as interrupted
+					}
+					return &fileError{ie.Name, errors.New(strings.TrimPrefix(cleanMsg(ie.Err), "chunkplan: "))}
 				}
 				return errors.New(strings.TrimPrefix(cleanMsg(err), "chunkplan: "))
 			}
@@ -387,7 +390,7 @@ func manifestCommand(e *env) *cli.Command {
 			"average bits 12, max 64 KiB); --polynomial HEX makes it restic's sizes with a\n" +
 			"restic repository's polynomial instead, for the 'restic optimized' column.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT`", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT` (required)"},
 			&cli.StringFlag{Name: "polynomial", Usage: "use restic's chunk sizes with this restic repository polynomial, `HEX`"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a streamed archive, in `BYTES`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
@@ -413,6 +416,9 @@ func manifestCommand(e *env) *cli.Command {
 				params = chunkplan.ResticParams(pol)
 			}
 			src, out := args[0], cCtx.String("output")
+			if out == "" {
+				return usageError("manifest", "-o OUT is required")
+			}
 			if out == "-" {
 				return usageError("manifest", "-o needs a file name")
 			}

@@ -272,3 +272,43 @@ func TestReportPredictsRestic(t *testing.T) {
 		t.Errorf("test pair shows no benefit of optimize: %d vs %d", gotOpt, gotOrig)
 	}
 }
+
+// TestReportErrors checks one-line errors and exit codes.
+func TestReportErrors(t *testing.T) {
+	dir := t.TempDir()
+	a, b, _ := reportPair(t, dir, 4<<20)
+	data, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunc := filepath.Join(dir, "trunc.vma")
+	if err := os.WriteFile(trunc, data[:len(data)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resticMan := filepath.Join(dir, "restic.manifest")
+	if code := run([]string{"vmasync", "manifest", "--polynomial", "0x204368e8ba3e47", "-o", resticMan, a}, nil, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatal("manifest failed")
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"report", a, trunc}, 1, "vmasync: " + trunc + ": byte offset "},
+		{[]string{"report", a, filepath.Join(dir, "nosuch")}, 1, "nosuch: no such file"},
+		{[]string{"report", "--polynomial", "0x1234", a, b}, 2, "not an irreducible polynomial"},
+		{[]string{"report", "--polynomial", "0x3DA3358B4DC173", resticMan, b}, 1, "manifest made with other chunk parameters"},
+		{[]string{"report", a}, 2, "missing arguments"},
+		{[]string{"report", "-", b}, 2, "not stdin"},
+		{[]string{"manifest", a}, 2, "-o OUT is required"},
+		{[]string{"manifest", a, "-o", "x"}, 2, "options must come before"},
+		{[]string{"manifest", "-o", dir, a}, 1, "is a directory"},
+	} {
+		var errb bytes.Buffer
+		code := run(append([]string{"vmasync"}, tc.args...), strings.NewReader(""), &bytes.Buffer{}, &errb)
+		msg := errb.String()
+		if code != tc.code || !strings.Contains(msg, tc.msg) || strings.Count(msg, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q on one line", tc.args, code, msg, tc.code, tc.msg)
+		}
+	}
+}

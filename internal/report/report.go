@@ -284,7 +284,16 @@ type wants struct {
 	sha bool
 }
 
-// Run compares B with A.
+// InputError is an error reading one input.
+type InputError struct {
+	Name string
+	Err  error
+}
+
+func (e *InputError) Error() string { return e.Name + ": " + e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Run compares B with A. Errors reading an input are *InputError.
 func Run(a, b Input, opt Options) (*Result, error) {
 	if opt.Params == (chunkplan.Params{}) {
 		opt.Params = chunkplan.DefaultParams()
@@ -335,11 +344,11 @@ func Run(a, b Input, opt Options) (*Result, error) {
 	var progressBase int64
 	sa, err := load(a, params, w, nil, opt, &progressBase)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{a.Name, err}
 	}
 	sb, err := load(b, params, w, sa, opt, &progressBase)
 	if err != nil {
-		return nil, err
+		return nil, &InputError{b.Name, err}
 	}
 	res.A, res.B = sa.side, sb.side
 
