@@ -360,6 +360,9 @@ func decodeIndex(data []byte, id ID) ([]indexEntryOf, error) {
 var (
 	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	// blobDecoder decodes chunks: none is larger than chunkplan's limit,
+	// so a hostile frame cannot make it allocate more.
+	blobDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(chunkplan.MaxChunkSizeLimit))
 )
 
 // decodeBlob returns the chunk bytes of a stored blob and checks them
@@ -370,8 +373,17 @@ func decodeBlob(stored []byte, loc Location, hash ID, dst []byte) ([]byte, error
 	case blobRaw:
 		raw = append(dst[:0], stored...)
 	case blobZstd:
+		// The frame must declare the chunk's length, as our writer's
+		// frames do; checking it first bounds what decoding allocates.
+		var h zstd.Header
+		if err := h.Decode(stored); err != nil || !h.HasFCS || h.FrameContentSize != uint64(loc.Raw) || loc.Raw > chunkplan.MaxChunkSizeLimit {
+			return nil, fmt.Errorf("%w: chunk %s in pack %s at offset %d: bad zstd frame header", ErrCorruptObject, hash.Short(), loc.Pack.Short(), loc.Offset)
+		}
+		if cap(dst) < int(loc.Raw) {
+			dst = make([]byte, 0, loc.Raw)
+		}
 		var err error
-		if raw, err = zstdDecoder.DecodeAll(stored, dst[:0]); err != nil {
+		if raw, err = blobDecoder.DecodeAll(stored, dst[:0]); err != nil {
 			return nil, fmt.Errorf("%w: chunk %s in pack %s at offset %d: %v", ErrCorruptObject, hash.Short(), loc.Pack.Short(), loc.Offset, err)
 		}
 	default:
