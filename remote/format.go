@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -159,45 +158,51 @@ func indexName(id ID) string { return IndexDir + "/" + id.String() + indexSuffix
 //
 //	blob ... | header: entries (type u8, raw u32, stored u32, hash 32 bytes) |
 //	crc32c(header) u32 | header length u32 | "VMASYNCPACK1"
+//
+// The builder appends into buf, which a caller may set to a reused
+// buffer (with enough capacity for a whole pack) before the first add;
+// finish and seal hand buf over and leave the builder empty.
 type packBuilder struct {
-	buf     bytes.Buffer
+	buf     []byte
 	entries []packEntry
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (p *packBuilder) add(hash ID, raw int, typ uint8, stored []byte) {
-	p.entries = append(p.entries, packEntry{Type: typ, Raw: uint32(raw), Stored: uint32(len(stored)), Hash: hash, Offset: uint32(p.buf.Len())})
-	p.buf.Write(stored)
+	p.entries = append(p.entries, packEntry{Type: typ, Raw: uint32(raw), Stored: uint32(len(stored)), Hash: hash, Offset: uint32(len(p.buf))})
+	p.buf = append(p.buf, stored...)
 }
 
-func (p *packBuilder) len() int { return p.buf.Len() }
+func (p *packBuilder) len() int { return len(p.buf) }
 
-// finish appends the header and trailer and returns the pack's bytes and
-// id; the builder is reset.
+// seal appends the header and trailer and returns the pack's bytes (the
+// builder's buffer, handed over) and entries; the builder is reset.
+func (p *packBuilder) seal() ([]byte, []packEntry) {
+	p.buf = appendPackHeader(p.buf, p.entries)
+	p.buf = binary.BigEndian.AppendUint32(p.buf, uint32(len(p.entries)*packEntrySize+4))
+	p.buf = append(p.buf, packMagic...)
+	data, entries := p.buf, p.entries
+	p.buf, p.entries = nil, nil
+	return data, entries
+}
+
+// finish is seal with the pack's id.
 func (p *packBuilder) finish() ([]byte, ID, []packEntry) {
-	hdr := encodePackHeader(p.entries)
-	p.buf.Write(hdr)
-	var t [packTrailer]byte
-	binary.BigEndian.PutUint32(t[:4], uint32(len(hdr)))
-	copy(t[4:], packMagic)
-	p.buf.Write(t[:])
-	data := bytes.Clone(p.buf.Bytes())
-	entries := p.entries
-	p.buf.Reset()
-	p.entries = nil
+	data, entries := p.seal()
 	return data, sha256.Sum256(data), entries
 }
 
-func encodePackHeader(entries []packEntry) []byte {
-	hdr := make([]byte, 0, len(entries)*packEntrySize+4)
+// appendPackHeader appends the pack header of entries (CRC included) to b.
+func appendPackHeader(b []byte, entries []packEntry) []byte {
+	start := len(b)
 	for _, e := range entries {
-		hdr = append(hdr, e.Type)
-		hdr = binary.BigEndian.AppendUint32(hdr, e.Raw)
-		hdr = binary.BigEndian.AppendUint32(hdr, e.Stored)
-		hdr = append(hdr, e.Hash[:]...)
+		b = append(b, e.Type)
+		b = binary.BigEndian.AppendUint32(b, e.Raw)
+		b = binary.BigEndian.AppendUint32(b, e.Stored)
+		b = append(b, e.Hash[:]...)
 	}
-	return binary.BigEndian.AppendUint32(hdr, crc32.Checksum(hdr, castagnoli))
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
 // packHeaderLen reads the trailer (the last packTrailer bytes of a pack)

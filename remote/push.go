@@ -4,14 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-
 	"hash"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/fserrors"
 
@@ -103,11 +104,17 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		src = in.File
 	}
 
+	// Uploads run under the caller's context: an upload that fails stops
+	// the reading and chunking (ctx) but lets the uploads under way finish,
+	// so that the next run finds those packs complete.
+	upCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	// Optimize into a pipe, hashing the whole optimized stream on the way.
-	pr, pw := io.Pipe()
+	// Optimize into a buffered pipe, hashing the whole optimized stream on
+	// the way: the buffer lets the optimizer run ahead of the chunker
+	// instead of waiting for every extent to be consumed.
+	pr, pw := newBufPipe(pipeBlock, pipeBlocks)
 	whole := sha256.New()
 	var optRes *vma.OptimizeResult
 	optDone := make(chan error, 1)
@@ -123,11 +130,14 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		optDone <- err
 	}()
 
-	up := newUploader(ctx, r, opt.DryRun, cancel)
+	up := newUploader(ctx, upCtx, r, opt.DryRun, cancel)
 	m := &chunkplan.Manifest{Version: chunkplan.ManifestVersion, Params: r.Params, Source: baseName(d.Path), VMID: d.VMID}
 	pending := map[ID]struct{}{}
-	var pack packBuilder
-	var cbuf []byte
+	// New chunks are copied into batches that a pool of goroutines
+	// compresses in parallel; packs are filled from the batches in
+	// stream order, so a pack's content does not depend on scheduling.
+	cp := newCompressPool(ctx, r.Config.PackSize, up)
+	var cur *blobBatch
 	chunkErr := chunkplan.Chunk(pr, r.Params, func(c chunkplan.ChunkRef, data []byte) error {
 		m.Chunks = append(m.Chunks, c)
 		m.ArchiveSize += uint64(c.Length)
@@ -143,21 +153,27 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		pending[h] = struct{}{}
 		res.NewBytes += int64(c.Length)
 		res.NewChunks++
-		cbuf = zstdEncoder.EncodeAll(data, cbuf[:0])
-		if len(cbuf) < len(data) {
-			pack.add(h, len(data), blobZstd, cbuf)
-		} else {
-			pack.add(h, len(data), blobRaw, data)
+		if cur != nil && len(cur.raw)+len(data) > batchBytes {
+			cp.submit(cur)
+			cur = nil
 		}
-		if pack.len() >= r.Config.PackSize {
-			return up.send(&pack)
+		if cur == nil {
+			var err error
+			if cur, err = cp.get(); err != nil {
+				return err
+			}
 		}
+		cur.add(h, data)
 		return nil
 	})
+	if cur != nil {
+		cp.submit(cur)
+	}
+	packErr := cp.close(chunkErr == nil)
 	pr.CloseWithError(errChunkingStopped) // unblock the optimizer if chunking failed
 	optErr := <-optDone
-	if chunkErr == nil && pack.len() > 0 {
-		chunkErr = up.send(&pack)
+	if chunkErr == nil {
+		chunkErr = packErr
 	}
 	upErr := up.wait()
 	switch {
@@ -286,12 +302,15 @@ func (w hashWriter) Write(p []byte) (int, error) {
 
 // uploader uploads sealed packs with fs.Config.Transfers goroutines.
 type uploader struct {
-	ctx    context.Context
+	ctx    context.Context // the push's: done when it stops
+	upCtx  context.Context // the uploads'
 	r      *Repository
 	dry    bool
 	cancel context.CancelCauseFunc
 	ch     chan sealedPack
 	wg     sync.WaitGroup
+	// spare holds pack buffers back from the upload goroutines for reuse.
+	spare chan []byte
 
 	mu               sync.Mutex
 	err              error
@@ -302,16 +321,15 @@ type uploader struct {
 
 type sealedPack struct {
 	data    []byte
-	id      ID
 	entries []packEntry
 }
 
-func newUploader(ctx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
-	u := &uploader{ctx: ctx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack)}
+func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
 	n := fs.GetConfig(ctx).Transfers
 	if n < 1 {
 		n = 1
 	}
+	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, n+1)}
 	for range n {
 		u.wg.Add(1)
 		go u.run()
@@ -319,12 +337,28 @@ func newUploader(ctx context.Context, r *Repository, dry bool, cancel context.Ca
 	return u
 }
 
+// buffer returns an empty buffer for the next pack, reusing one whose
+// upload has finished when there is one.
+func (u *uploader) buffer() []byte {
+	select {
+	case b := <-u.spare:
+		return b[:0]
+	default:
+		return make([]byte, 0, u.r.Config.PackSize+packSlack)
+	}
+}
+
+// packSlack is what a pack may hold beyond PackSize: the blob that made
+// it full (a chunk is at most 64 KiB with the default parameters) and the
+// header (41 bytes per blob).
+const packSlack = 1 << 20
+
 // send seals the pack and hands it to an upload goroutine, waiting while
 // all of them are busy.
 func (u *uploader) send(p *packBuilder) error {
-	data, id, entries := p.finish()
+	data, entries := p.seal()
 	select {
-	case u.ch <- sealedPack{data, id, entries}:
+	case u.ch <- sealedPack{data, entries}:
 		return nil
 	case <-u.ctx.Done():
 		return context.Cause(u.ctx)
@@ -333,12 +367,22 @@ func (u *uploader) send(p *packBuilder) error {
 
 func (u *uploader) run() {
 	defer u.wg.Done()
+	// Local remotes: rclone would hash every pack twice with MD5 to
+	// verify a copy between two buffers of this process; the pack's name
+	// is already its SHA-256, which check --read-data verifies.
+	ctx := u.upCtx
+	if u.r.Fs.Features().IsLocal {
+		var ci *fs.ConfigInfo
+		ctx, ci = fs.AddConfig(ctx)
+		ci.IgnoreChecksum = true
+	}
 	for p := range u.ch {
 		if u.ctx.Err() != nil {
 			continue
 		}
+		id := ID(sha256.Sum256(p.data))
 		if !u.dry {
-			if err := putObject(u.ctx, u.r.Fs, packName(p.id), p.data); err != nil {
+			if err := putObject(ctx, u.r.Fs, packName(id), p.data); err != nil {
 				u.mu.Lock()
 				if u.err == nil {
 					u.err = err
@@ -351,17 +395,21 @@ func (u *uploader) run() {
 		idx := make([]indexEntryOf, len(p.entries))
 		var stored int64
 		for i, e := range p.entries {
-			idx[i] = indexEntryOf{Hash: e.Hash, Location: Location{Pack: p.id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
+			idx[i] = indexEntryOf{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
 			stored += int64(e.Stored)
 		}
 		// In a dry run too, so that later dumps of the run dedup against it.
-		u.r.addIndex(idx, p.id, int64(len(p.data)))
+		u.r.addIndex(idx, id, int64(len(p.data)))
 		u.mu.Lock()
 		u.entries = append(u.entries, idx...)
 		u.stored += stored
 		u.uploaded += int64(len(p.data))
 		u.packs++
 		u.mu.Unlock()
+		select {
+		case u.spare <- p.data:
+		default:
+		}
 	}
 }
 
@@ -371,6 +419,287 @@ func (u *uploader) wait() error {
 	close(u.ch)
 	u.wg.Wait()
 	return u.err
+}
+
+// batchBytes bounds the chunk bytes of one compression batch: large
+// enough that handing batches between goroutines costs little against
+// compressing them, small enough to keep all workers busy.
+const batchBytes = 512 << 10
+
+// blobBatch is a run of new chunks, in stream order, compressed by one
+// worker: each chunk is its own zstd frame (or stored raw), so that every
+// blob stays independently decodable at its offset in the pack.
+type blobBatch struct {
+	raw    []byte // the chunks' bytes, one after another
+	chunks []batchChunk
+	out    []byte // the stored blobs, one after another
+	done   chan struct{}
+}
+
+type batchChunk struct {
+	hash   ID
+	raw    uint32
+	stored uint32
+	typ    uint8
+}
+
+func (b *blobBatch) add(h ID, data []byte) {
+	b.chunks = append(b.chunks, batchChunk{hash: h, raw: uint32(len(data))})
+	b.raw = append(b.raw, data...)
+}
+
+// compress fills out with every chunk's blob.
+func (b *blobBatch) compress() {
+	b.out = b.out[:0]
+	raw := b.raw
+	for i := range b.chunks {
+		c := &b.chunks[i]
+		data := raw[:c.raw]
+		raw = raw[c.raw:]
+		n := len(b.out)
+		b.out = blobEncoder.EncodeAll(data, b.out)
+		if len(b.out)-n < len(data) {
+			c.typ = blobZstd
+		} else {
+			b.out = append(b.out[:n], data...)
+			c.typ = blobRaw
+		}
+		c.stored = uint32(len(b.out) - n)
+	}
+}
+
+// compressPool compresses batches with one goroutine per CPU and packs
+// their blobs, in submission order, into packs for the uploader.
+type compressPool struct {
+	ctx      context.Context
+	up       *uploader
+	packSize int
+	free     chan *blobBatch // batches ready to be filled
+	work     chan *blobBatch // to the workers
+	order    chan *blobBatch // to the packer, in submission order
+	workers  sync.WaitGroup
+	packed   chan error // the packer's result
+	flush    bool       // send the last, partial pack (set by close)
+}
+
+func newCompressPool(ctx context.Context, packSize int, up *uploader) *compressPool {
+	n := runtime.GOMAXPROCS(0)
+	batches := 2*n + 2
+	p := &compressPool{ctx: ctx, up: up, packSize: packSize,
+		free:   make(chan *blobBatch, batches),
+		work:   make(chan *blobBatch, batches),
+		order:  make(chan *blobBatch, batches),
+		packed: make(chan error, 1)}
+	for range batches {
+		p.free <- &blobBatch{done: make(chan struct{}, 1)}
+	}
+	for range n {
+		p.workers.Add(1)
+		go func() {
+			defer p.workers.Done()
+			for b := range p.work {
+				if ctx.Err() == nil {
+					b.compress()
+				}
+				b.done <- struct{}{}
+			}
+		}()
+	}
+	go p.pack()
+	return p
+}
+
+// get returns an empty batch, waiting for one while all are in flight.
+func (p *compressPool) get() (*blobBatch, error) {
+	if p.ctx.Err() != nil {
+		return nil, context.Cause(p.ctx)
+	}
+	select {
+	case b := <-p.free:
+		b.raw, b.chunks = b.raw[:0], b.chunks[:0]
+		return b, nil
+	case <-p.ctx.Done():
+		return nil, context.Cause(p.ctx)
+	}
+}
+
+// submit queues a filled batch; it never blocks (only len(free) batches
+// exist).
+func (p *compressPool) submit(b *blobBatch) {
+	p.order <- b
+	p.work <- b
+}
+
+// pack adds the blobs of every batch, in order, to packs and sends the
+// full ones (and, at the end, the last one) to the uploader.
+func (p *compressPool) pack() {
+	var err error
+	var pack packBuilder
+	for b := range p.order {
+		<-b.done
+		if err == nil && p.ctx.Err() != nil {
+			err = context.Cause(p.ctx)
+		}
+		if err == nil {
+			out := b.out
+			for _, c := range b.chunks {
+				if pack.buf == nil {
+					pack.buf = p.up.buffer()
+				}
+				pack.add(c.hash, int(c.raw), c.typ, out[:c.stored])
+				out = out[c.stored:]
+				if pack.len() >= p.packSize {
+					if err = p.up.send(&pack); err != nil {
+						break
+					}
+				}
+			}
+		}
+		p.free <- b
+	}
+	if err == nil && p.flush && pack.len() > 0 { // flush is set before order is closed
+		err = p.up.send(&pack)
+	}
+	p.packed <- err
+}
+
+// close waits for every submitted batch to be packed and, with flush,
+// the last pack to be handed to the uploader.
+func (p *compressPool) close(flush bool) error {
+	p.flush = flush
+	close(p.work)
+	close(p.order)
+	err := <-p.packed
+	p.workers.Wait()
+	return err
+}
+
+// blobEncoder compresses blobs: one zstd frame per chunk, safe for
+// concurrent use by the compression workers.
+var blobEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+
+// Sizes of the buffered pipe between the optimizer and the chunker.
+const (
+	pipeBlock  = 1 << 20
+	pipeBlocks = 8
+)
+
+// newBufPipe is io.Pipe with nblocks buffers of size bytes between the
+// writer and the reader: a Write returns as soon as its bytes are copied
+// into a buffer, so the writer can run ahead by up to size*nblocks bytes.
+func newBufPipe(size, nblocks int) (*bufPipeReader, *bufPipeWriter) {
+	p := &bufPipe{full: make(chan []byte, nblocks), free: make(chan []byte, nblocks), done: make(chan struct{})}
+	for range nblocks {
+		p.free <- nil // allocated on first use
+	}
+	return &bufPipeReader{p: p}, &bufPipeWriter{p: p, size: size}
+}
+
+type bufPipe struct {
+	full, free chan []byte
+	done       chan struct{} // closed by the reader's CloseWithError
+	once       sync.Once
+	rerr       error // the reader's close error, for the writer
+	werr       error // the writer's close error (io.EOF if nil), for the reader; set before full is closed
+}
+
+type bufPipeWriter struct {
+	p    *bufPipe
+	size int
+	cur  []byte
+}
+
+func (w *bufPipeWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		if w.cur == nil || len(w.cur) == cap(w.cur) {
+			if w.cur != nil {
+				select {
+				case w.p.full <- w.cur:
+				case <-w.p.done:
+					return n, w.p.rerr
+				}
+				w.cur = nil
+			}
+			select {
+			case buf := <-w.p.free:
+				if buf == nil {
+					buf = make([]byte, 0, w.size)
+				}
+				w.cur = buf[:0]
+			case <-w.p.done:
+				return n, w.p.rerr
+			}
+		}
+		k := min(len(b), cap(w.cur)-len(w.cur))
+		w.cur = append(w.cur, b[:k]...)
+		b = b[k:]
+		n += k
+	}
+	return n, nil
+}
+
+// CloseWithError flushes what was written and ends the stream: the
+// reader gets err, or io.EOF if err is nil, after the data.
+func (w *bufPipeWriter) CloseWithError(err error) error {
+	if err == nil {
+		err = io.EOF
+	}
+	w.p.werr = err
+	if len(w.cur) > 0 {
+		select {
+		case w.p.full <- w.cur:
+		case <-w.p.done:
+		}
+	}
+	w.cur = nil
+	close(w.p.full)
+	return nil
+}
+
+type bufPipeReader struct {
+	p   *bufPipe
+	cur []byte // unread part of the block being read
+	blk []byte // that block, to give back
+	eof bool
+}
+
+func (r *bufPipeReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for len(r.cur) == 0 {
+		if r.blk != nil {
+			r.p.free <- r.blk // never blocks: only nblocks blocks exist
+			r.blk = nil
+		}
+		if r.eof {
+			return 0, r.p.werr
+		}
+		select {
+		case blk, ok := <-r.p.full:
+			if !ok {
+				r.eof = true
+				continue
+			}
+			r.blk, r.cur = blk, blk
+		case <-r.p.done:
+			return 0, io.ErrClosedPipe
+		}
+	}
+	n := copy(b, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// CloseWithError stops the stream: later and blocked Writes fail with
+// err.
+func (r *bufPipeReader) CloseWithError(err error) error {
+	r.p.once.Do(func() {
+		r.p.rerr = err
+		close(r.p.done)
+	})
+	return nil
 }
 
 // Retriable reports whether a failed push may succeed when run again
