@@ -63,7 +63,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	}
 	res.Backups = len(backups)
 	res.Packs = len(r.packs)
-	res.Chunks = len(r.index)
+	res.Chunks = r.index.len()
 	users := map[ID][]string{} // chunk -> backups referencing it
 	for _, b := range backups {
 		m, err := r.Manifest(ctx, b)
@@ -77,7 +77,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			if len(u) == 0 || u[len(u)-1] != b.Name {
 				users[h] = append(u, b.Name)
 			}
-			loc, ok := r.index[h]
+			loc, ok := r.index.get(h)
 			switch {
 			case !ok:
 				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Msg: fmt.Sprintf("chunk %d at byte offset %d is in no index (data missing)", i, chunkOffset(m.Chunks[:i]))})
@@ -103,9 +103,9 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	}
 	// Which chunks the index places in each pack.
 	inPack := map[ID][]ID{}
-	for h, loc := range r.index {
+	r.index.each(func(h ID, loc Location) {
 		inPack[loc.Pack] = append(inPack[loc.Pack], h)
-	}
+	})
 	var raw []byte
 	for i, id := range packs {
 		if err := ctx.Err(); err != nil {
@@ -137,7 +137,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			// The pack is damaged: say which chunks are affected, checking
 			// each indexed chunk on its own.
 			for _, h := range inPack[id] {
-				loc := r.index[h]
+				loc, _ := r.index.get(h)
 				end := int64(loc.Offset) + int64(loc.Stored)
 				if end > int64(len(data)) {
 					bad(h, fmt.Sprintf("beyond the end of pack %s", id.Short()))

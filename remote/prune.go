@@ -222,7 +222,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			continue
 		}
 		u.total += int64(e.Stored)
-		if loc, ok := r.index[e.Hash]; ok && used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
+		if loc, ok := r.index.get(e.Hash); ok && used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
 			u.used += int64(e.Stored)
 		}
 	}
@@ -248,7 +248,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	// Live entries of kept packs, then the repacked chunks.
 	var live []indexEntryOf
 	for h := range used {
-		if loc, ok := r.index[h]; ok && !gone[loc.Pack] {
+		if loc, ok := r.index.get(h); ok && !gone[loc.Pack] {
 			live = append(live, indexEntryOf{Hash: h, Location: loc})
 		}
 	}
@@ -282,7 +282,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 				return nil, fmt.Errorf("repacking: %w (run 'vmasync check --read-data')", err)
 			}
 			for _, e := range entries {
-				loc, ok := r.index[e.Hash]
+				loc, ok := r.index.get(e.Hash)
 				if !used[e.Hash] || !ok || loc.Pack != pid || loc.Offset != e.Offset {
 					continue
 				}

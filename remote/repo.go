@@ -34,8 +34,8 @@ type Repository struct {
 	Params chunkplan.Params
 
 	mu    sync.Mutex
-	index map[ID]Location // chunk hash -> where it is stored
-	packs map[ID]int64    // pack -> size, as listed
+	index *chunkIndex  // chunk hash -> where it is stored
+	packs map[ID]int64 // pack -> size, as listed
 }
 
 // ErrNotRepository is returned by Open for a remote without a config
@@ -165,7 +165,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		return st, fmt.Errorf("listing index objects: %w", err)
 	}
 	sort.Strings(names)
-	index := map[ID]Location{}
+	index := newChunkIndex()
 	covered := map[ID]bool{}
 	for _, name := range names {
 		id, ok := parseID(strings.TrimSuffix(path.Base(name), indexSuffix))
@@ -185,9 +185,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 			if _, ok := packs[e.Pack]; !ok {
 				continue // pack removed (by prune) or missing: check reports it
 			}
-			if _, dup := index[e.Hash]; !dup {
-				index[e.Hash] = e.Location
-			}
+			index.load(e.Hash, e.Location)
 		}
 		st.IndexObjects++
 	}
@@ -205,9 +203,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		for _, e := range entries {
 			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
 			orphans = append(orphans, indexEntryOf{Hash: e.Hash, Location: loc})
-			if _, dup := index[e.Hash]; !dup {
-				index[e.Hash] = loc
-			}
+			index.load(e.Hash, loc)
 		}
 	}
 	if write && len(orphans) > 0 {
@@ -216,10 +212,11 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		}
 		st.IndexObjects++
 	}
+	index.freeze()
 	r.mu.Lock()
 	r.index, r.packs = index, packs
 	r.mu.Unlock()
-	st.Chunks, st.Packs = len(index), len(packs)
+	st.Chunks, st.Packs = index.len(), len(packs)
 	return st, nil
 }
 
@@ -255,8 +252,7 @@ func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID
 func (r *Repository) Lookup(h ID) (Location, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	loc, ok := r.index[h]
-	return loc, ok
+	return r.index.get(h)
 }
 
 func (r *Repository) addIndex(entries []indexEntryOf, packID ID, packSize int64) {
@@ -264,9 +260,7 @@ func (r *Repository) addIndex(entries []indexEntryOf, packID ID, packSize int64)
 	defer r.mu.Unlock()
 	r.packs[packID] = packSize
 	for _, e := range entries {
-		if _, ok := r.index[e.Hash]; !ok {
-			r.index[e.Hash] = e.Location
-		}
+		r.index.add(e.Hash, e.Location)
 	}
 }
 

@@ -69,5 +69,5 @@ func Empty(f fs.Fs, p chunkplan.Params) (*Repository, error) {
 		return nil, err
 	}
 	c := &Config{Format: configFormat, Version: FormatVersion, Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
-	return &Repository{Fs: f, Config: c, Params: p, index: map[ID]Location{}, packs: map[ID]int64{}}, nil
+	return &Repository{Fs: f, Config: c, Params: p, index: newChunkIndex(), packs: map[ID]int64{}}, nil
 }
