@@ -64,8 +64,13 @@ func FindDumps(dir string) (dumps []Dump, skipped []string, err error) {
 			continue
 		}
 		d, ok := ParseDumpName(name)
-		if !ok || !e.Type().IsRegular() {
+		if !ok {
 			continue
+		}
+		if !e.Type().IsRegular() { // a symlink to a dump counts, a directory does not
+			if st, err := os.Stat(filepath.Join(dir, name)); err != nil || !st.Mode().IsRegular() {
+				continue
+			}
 		}
 		d.Path = filepath.Join(dir, name)
 		dumps = append(dumps, d)

@@ -24,7 +24,16 @@ import (
 // from the build information.
 var version = ""
 
+// memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says
+// otherwise: push keeps pack buffers, the chunk index and the manifest in
+// memory, and the garbage collector's default headroom (GOGC=100) would
+// let the process grow to twice what is live.
+const memoryLimit = 384 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
