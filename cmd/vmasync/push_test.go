@@ -124,6 +124,9 @@ func TestPushPullCLI(t *testing.T) {
 	if notes, _ := os.ReadFile(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.notes")); string(notes) != "db server\n" {
 		t.Errorf("notes not pulled: %q", notes)
 	}
+	if _, err := os.Stat(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.protected")); err != nil {
+		t.Errorf("protected marker not pulled: %v", err)
+	}
 	r = runCLI(t, nil, "pull", rem, "105@latest", "-")
 	if want2 := runCLI(t, nil, "optimize", "--force", d2, "-").stdout; r.code != 0 || r.stdout != want2 {
 		t.Fatalf("pull latest to stdout differs from optimize: %d vs %d bytes", len(r.stdout), len(want2))

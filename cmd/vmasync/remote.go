@@ -445,8 +445,9 @@ func pullCommand(e *env) *cli.Command {
 		UsageText: "vmasync pull [--compress zstd] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
 		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
 			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
-			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with its\n" +
-			".log and .notes, or to the file DEST, or to stdout with -:\n" +
+			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with the\n" +
+			".log, .notes and .protected pushed with it, or to the file DEST, or to stdout\n" +
+			"with -:\n" +
 			"  vmasync pull REMOTE 105@latest - | qmrestore - 105\n" +
 			"TIME is the vzdump time stamp (2026_11_21-01_00_02), a date-time\n" +
 			"(2026-11-21T01:00:02) or a unique prefix of one; without it, the newest backup.\n" +
@@ -521,7 +522,7 @@ func pullCommand(e *env) *cli.Command {
 				return fmt.Errorf("pull %s: %w", b.Name, err)
 			}
 			if toDir {
-				for _, ext := range []string{".log", ".notes"} {
+				for _, ext := range remote.Sidecars {
 					obj, ok := b.Sidecars[ext]
 					if !ok {
 						continue
