@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"os"
@@ -31,6 +32,55 @@ type PushOptions struct {
 	Progress func(read int64)
 	// Optimize tunes the streaming reorder (window, spill directory).
 	Optimize vma.OptimizeOptions
+	// Compression is the zstd level of new chunks ("" means
+	// CompressFastest).
+	Compression CompressionLevel
+}
+
+// CompressionLevel is how hard push compresses new chunks. Every level
+// writes the same blob format, so backups made at different levels share
+// a repository and deduplicate against each other.
+type CompressionLevel string
+
+// The compression levels: klauspost/compress's zstd encoder levels.
+const (
+	// CompressFastest is about zstd level 1, as Proxmox Backup Server
+	// compresses its chunks: the default, fastest for first pushes.
+	CompressFastest CompressionLevel = "fastest"
+	// CompressDefault is about zstd level 3, restic's "auto".
+	CompressDefault CompressionLevel = "default"
+	// CompressBetter is about zstd level 7: smaller uploads for more CPU.
+	CompressBetter CompressionLevel = "better"
+)
+
+// ParseCompressionLevel checks a level's name.
+func ParseCompressionLevel(s string) (CompressionLevel, error) {
+	switch l := CompressionLevel(s); l {
+	case CompressFastest, CompressDefault, CompressBetter:
+		return l, nil
+	}
+	return "", fmt.Errorf("unknown compression level %q (fastest, default or better)", s)
+}
+
+// blobEncoders compress blobs at each level: one zstd frame per chunk,
+// safe for concurrent use by the compression workers; made when first
+// used.
+var blobEncoders sync.Map // CompressionLevel -> *zstd.Encoder
+
+func blobEncoder(l CompressionLevel) *zstd.Encoder {
+	if e, ok := blobEncoders.Load(l); ok {
+		return e.(*zstd.Encoder)
+	}
+	level := zstd.SpeedFastest
+	switch l {
+	case CompressDefault:
+		level = zstd.SpeedDefault
+	case CompressBetter:
+		level = zstd.SpeedBetterCompression
+	}
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	actual, _ := blobEncoders.LoadOrStore(l, e)
+	return actual.(*zstd.Encoder)
 }
 
 // PushResult reports one pushed dump.
@@ -136,7 +186,7 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	// New chunks are copied into batches that a pool of goroutines
 	// compresses in parallel; packs are filled from the batches in
 	// stream order, so a pack's content does not depend on scheduling.
-	cp := newCompressPool(ctx, r.Config.PackSize, up)
+	cp := newCompressPool(ctx, r.Config.PackSize, opt.Compression, up)
 	var cur *blobBatch
 	chunkErr := chunkplan.Chunk(pr, r.Params, func(c chunkplan.ChunkRef, data []byte) error {
 		m.Chunks = append(m.Chunks, c)
@@ -449,7 +499,7 @@ func (b *blobBatch) add(h ID, data []byte) {
 }
 
 // compress fills out with every chunk's blob.
-func (b *blobBatch) compress() {
+func (b *blobBatch) compress(enc *zstd.Encoder) {
 	b.out = b.out[:0]
 	raw := b.raw
 	for i := range b.chunks {
@@ -457,7 +507,7 @@ func (b *blobBatch) compress() {
 		data := raw[:c.raw]
 		raw = raw[c.raw:]
 		n := len(b.out)
-		b.out = blobEncoder.EncodeAll(data, b.out)
+		b.out = enc.EncodeAll(data, b.out)
 		if len(b.out)-n < len(data) {
 			c.typ = blobZstd
 		} else {
@@ -482,7 +532,8 @@ type compressPool struct {
 	flush    bool       // send the last, partial pack (set by close)
 }
 
-func newCompressPool(ctx context.Context, packSize int, up *uploader) *compressPool {
+func newCompressPool(ctx context.Context, packSize int, level CompressionLevel, up *uploader) *compressPool {
+	enc := blobEncoder(level)
 	n := runtime.GOMAXPROCS(0)
 	batches := 2*n + 2
 	p := &compressPool{ctx: ctx, up: up, packSize: packSize,
@@ -499,7 +550,7 @@ func newCompressPool(ctx context.Context, packSize int, up *uploader) *compressP
 			defer p.workers.Done()
 			for b := range p.work {
 				if ctx.Err() == nil {
-					b.compress()
+					b.compress(enc)
 				}
 				b.done <- struct{}{}
 			}
@@ -573,10 +624,6 @@ func (p *compressPool) close(flush bool) error {
 	p.workers.Wait()
 	return err
 }
-
-// blobEncoder compresses blobs: one zstd frame per chunk, safe for
-// concurrent use by the compression workers.
-var blobEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 
 // Sizes of the buffered pipe between the optimizer and the chunker.
 const (

@@ -387,3 +387,22 @@ func TestPushRcloneOptions(t *testing.T) {
 		wantOneErrorLine(t, r, c.err)
 	}
 }
+
+// TestPushCompressionFlag: a known level pushes, an unknown one is a usage
+// error that touches nothing.
+func TestPushCompressionFlag(t *testing.T) {
+	dumps, rem := t.TempDir(), filepath.Join(t.TempDir(), "remote")
+	nightly(t, dumps, "107", 0, "2026_11_20-01_00_00", true)
+	if r := runCLI(t, nil, "push", "--compression", "zstd-max", dumps, rem); r.code != 2 || !strings.Contains(r.stderr, "unknown compression level") {
+		t.Fatalf("unknown level: %v", r)
+	}
+	if _, err := os.Stat(rem); !os.IsNotExist(err) {
+		t.Fatalf("a refused push created the remote: %v", err)
+	}
+	if r := runCLI(t, nil, "push", "--compression", "better", dumps, rem); r.code != 0 {
+		t.Fatalf("push --compression better: %v", r)
+	}
+	if r := runCLI(t, nil, "check", "--read-data", rem); r.code != 0 {
+		t.Fatalf("check: %v", r)
+	}
+}

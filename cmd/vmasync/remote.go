@@ -192,7 +192,7 @@ func pushCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "push",
 		Usage:     "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
-		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--retries N] [rclone options] DUMPDIR REMOTE",
+		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--retries N] [--compression LEVEL] [--temp-dir DIR] [rclone options] DUMPDIR REMOTE",
 		Description: "push finds the vzdump VM backups in DUMPDIR (vzdump-qemu-<vmid>-<date>.vma,\n" +
 			".vma.zst, .vma.gz, .vma.lzo; container backups and vzdump's unfinished .dat/.tmp\n" +
 			"files are skipped), and uploads each that REMOTE does not hold yet, each VM's\n" +
@@ -214,6 +214,7 @@ func pushCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
 			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "attempts per dump when the remote fails with a retriable error"},
+			&cli.StringFlag{Name: "compression", Value: "fastest", Usage: "zstd `LEVEL` of new chunks: fastest (about zstd -1, as Proxmox Backup Server), default (about zstd -3, as restic) or better (about zstd -7)"},
 			&cli.StringFlag{Name: "temp-dir", Usage: "`DIR` for the spill file of the streaming reorder (default: $TMPDIR or /tmp)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
 		},
@@ -227,6 +228,10 @@ func pushCommand(e *env) *cli.Command {
 				return err
 			}
 			dir, rs := args[0], args[1]
+			level, err := remote.ParseCompressionLevel(cCtx.String("compression"))
+			if err != nil {
+				return usageError("push", "%v", err)
+			}
 			dumps, skipped, err := remote.FindDumps(dir)
 			if err != nil {
 				return &fileError{dir, err}
@@ -295,7 +300,7 @@ func pushCommand(e *env) *cli.Command {
 					j.Attempts = attempt
 					p := newProgress(e, o, "push "+filepath.Base(d.Path))
 					res, err = r.Push(ctx, d, remote.PushOptions{DryRun: dry, Progress: p.update,
-						Optimize: vmaOptions(cCtx)})
+						Optimize: vmaOptions(cCtx), Compression: level})
 					p.done()
 					if err == nil || attempt >= cCtx.Int("retries") || !remote.Retriable(err) || ctx.Err() != nil {
 						break
