@@ -15,17 +15,24 @@ type ChunkRef struct {
 	Length uint32
 }
 
-// buffersInFlight is how many MaxSize chunk buffers Chunk keeps at most:
+// buffersInFlight is how many batch buffers Chunk and Split keep at most:
 // one being filled by the chunker, one queued, one being hashed.
 const buffersInFlight = 3
+
+// batchBytes is about how many bytes of chunks the chunking goroutine
+// hands over at once: passing every chunk (8 KiB on average with
+// DefaultParams) through a channel on its own cost more in goroutine
+// switches than the hashing it overlaps with.
+const batchBytes = 1 << 20
 
 // Chunk splits the stream r into content-defined chunks with parameters p
 // and calls fn for every chunk, in stream order, with its ChunkRef and its
 // bytes. data is only valid during the call: the buffer is reused.
 //
 // Chunking runs in a separate goroutine, pipelined with the SHA-256 hashing
-// and fn, which run on the calling goroutine. At most three buffers of
-// p.MaxSize bytes are in flight. If fn returns an error, chunking stops and
+// and fn, which run on the calling goroutine; chunks are handed over in
+// batches of about 1 MiB. At most three batch buffers of 1 MiB + p.MaxSize
+// bytes are in flight. If fn returns an error, chunking stops and
 // that error is returned; Chunk never returns before the chunking goroutine
 // has stopped reading r.
 func Chunk(r io.Reader, p Params, fn func(c ChunkRef, data []byte) error) error {
@@ -47,11 +54,17 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 	if fn == nil {
 		return errors.New("chunkplan: Split: nil callback")
 	}
-	free := make(chan []byte, buffersInFlight)
-	for range buffersInFlight {
-		free <- nil // allocated on first use
+	// A batch holds whole chunks back to back in buf; ends[i] is where
+	// chunk i ends.
+	type batch struct {
+		buf  []byte
+		ends []int
 	}
-	full := make(chan []byte, buffersInFlight)
+	free := make(chan *batch, buffersInFlight)
+	for range buffersInFlight {
+		free <- &batch{} // allocated on first use
+	}
+	full := make(chan *batch, buffersInFlight)
 	done := make(chan struct{})
 	var readErr error // written by the producer before it closes full
 
@@ -59,26 +72,39 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 		defer close(full)
 		ch := chunker.NewWithBoundaries(r, p.Polynomial, p.MinSize, p.MaxSize)
 		ch.SetAverageBits(p.AverageBits)
-		for {
-			var buf []byte
+		eof := false
+		for !eof {
+			var b *batch
 			select {
-			case buf = <-free:
+			case b = <-free:
 			case <-done:
 				return
 			}
-			if buf == nil {
-				buf = make([]byte, p.MaxSize)
+			if b.buf == nil {
+				b.buf = make([]byte, batchBytes+int(p.MaxSize))
 			}
-			c, err := ch.Next(buf)
-			if err == io.EOF {
-				return
+			b.ends = b.ends[:0]
+			n := 0
+			// Next needs room for a whole chunk of MaxSize bytes.
+			for n < batchBytes && len(b.buf)-n >= int(p.MaxSize) {
+				c, err := ch.Next(b.buf[n:n:len(b.buf)])
+				if err == io.EOF {
+					eof = true
+					break
+				}
+				if err != nil {
+					readErr = fmt.Errorf("chunkplan: chunking input: %w", err)
+					eof = true
+					break
+				}
+				n += len(c.Data)
+				b.ends = append(b.ends, n)
 			}
-			if err != nil {
-				readErr = fmt.Errorf("chunkplan: chunking input: %w", err)
+			if len(b.ends) == 0 {
 				return
 			}
 			select {
-			case full <- c.Data:
+			case full <- b:
 			case <-done:
 				return
 			}
@@ -100,13 +126,18 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 	}()
 
 	var cbErr error
-	for data := range full {
-		if cbErr == nil {
-			if cbErr = fn(data); cbErr != nil {
+	for b := range full {
+		start := 0
+		for _, end := range b.ends {
+			if cbErr != nil {
+				break
+			}
+			if cbErr = fn(b.buf[start:end:end]); cbErr != nil {
 				stop()
 			}
+			start = end
 		}
-		free <- data[:cap(data)] // never blocks: only buffersInFlight buffers exist
+		free <- b // never blocks: only buffersInFlight batches exist
 	}
 	if cbErr != nil {
 		return cbErr

@@ -2,6 +2,8 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"slices"
 )
 
@@ -12,7 +14,11 @@ import (
 // binarily; only chunks added after loading (by a running push) live in a
 // map.
 type chunkIndex struct {
-	sorted  []sortedEntry
+	sorted []sortedEntry
+	// starts[p] is the first entry of sorted whose hash begins with the
+	// two bytes p (starts[65536] = len(sorted)), so that a search looks
+	// at a few entries instead of the whole array.
+	starts  []uint32
 	extra   map[ID]packedLoc
 	packs   []ID
 	packNum map[ID]uint32
@@ -54,13 +60,41 @@ func (x *chunkIndex) load(h ID, l Location) {
 	x.sorted = append(x.sorted, sortedEntry{h, x.pack(l)})
 }
 
-// freeze sorts the loaded entries, dropping repeated hashes.
+// compareID orders hashes as bytes.Compare does, comparing the first 8
+// bytes as one number first.
+func compareID(a, b *ID) int {
+	if c := cmp.Compare(binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])); c != 0 {
+		return c
+	}
+	return bytes.Compare(a[8:], b[8:])
+}
+
+// freeze sorts the loaded entries and drops repeated hashes. Of a hash
+// loaded more than once, the entry in the pack loaded first wins (packs
+// are numbered in load order), at its lowest offset.
 func (x *chunkIndex) freeze() {
-	slices.SortStableFunc(x.sorted, func(a, b sortedEntry) int { return bytes.Compare(a.h[:], b.h[:]) })
+	slices.SortFunc(x.sorted, func(a, b sortedEntry) int {
+		if c := compareID(&a.h, &b.h); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.l.pack, b.l.pack); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.l.offset, b.l.offset)
+	})
 	x.sorted = slices.CompactFunc(x.sorted, func(a, b sortedEntry) bool { return a.h == b.h })
 	if cap(x.sorted) > len(x.sorted)+len(x.sorted)/32 {
 		x.sorted = append([]sortedEntry(nil), x.sorted...) // give the growth slack back
 	}
+	x.starts = make([]uint32, 1<<16+1)
+	i := 0
+	for p := range 1 << 16 {
+		x.starts[p] = uint32(i)
+		for i < len(x.sorted) && int(x.sorted[i].h[0])<<8|int(x.sorted[i].h[1]) == p {
+			i++
+		}
+	}
+	x.starts[1<<16] = uint32(len(x.sorted))
 	x.frozen = true
 }
 
@@ -68,11 +102,16 @@ func (x *chunkIndex) find(h ID) (packedLoc, bool) {
 	if p, ok := x.extra[h]; ok {
 		return p, true
 	}
-	i, ok := slices.BinarySearchFunc(x.sorted, h, func(e sortedEntry, h ID) int { return bytes.Compare(e.h[:], h[:]) })
+	if !x.frozen {
+		return packedLoc{}, false
+	}
+	p := int(h[0])<<8 | int(h[1])
+	sub := x.sorted[x.starts[p]:x.starts[p+1]]
+	i, ok := slices.BinarySearchFunc(sub, h, func(e sortedEntry, h ID) int { return compareID(&e.h, &h) })
 	if !ok {
 		return packedLoc{}, false
 	}
-	return x.sorted[i].l, true
+	return sub[i].l, true
 }
 
 // get returns the location of chunk h.

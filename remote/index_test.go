@@ -49,3 +49,60 @@ func TestChunkIndexMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(x)
 }
+
+// TestChunkIndexLookup checks the bucketed search against a map: every
+// loaded hash is found with its location (also hashes sharing their
+// first bytes, and at the ends of the hash space), absent ones are not,
+// and of a hash loaded twice the entry of the pack loaded first wins.
+func TestChunkIndexLookup(t *testing.T) {
+	x := newChunkIndex()
+	want := map[ID]uint32{}
+	add := func(h ID, pack byte, off uint32) {
+		x.load(h, Location{Pack: ID{pack}, Offset: off})
+		if _, ok := want[h]; !ok {
+			want[h] = off
+		}
+	}
+	var lo, hi ID
+	for i := range hi {
+		hi[i] = 0xff
+	}
+	add(lo, 1, 1)
+	add(hi, 1, 2)
+	for i := range 50000 {
+		var h ID
+		binary.BigEndian.PutUint64(h[:], uint64(i)*0x9e3779b97f4a7c15)
+		h[31] = byte(i)
+		add(h, byte(2+i%3), uint32(10+i))
+		if i%100 == 0 { // same first 8 bytes, differing later
+			h[20] ^= 0x55
+			add(h, 5, uint32(1e6+i))
+		}
+	}
+	var dup ID
+	dup[0], dup[1], dup[2] = 0x80, 0x01, 0x02
+	add(dup, 7, 70) // pack 7 is loaded before pack 8
+	add(dup, 8, 7)  // a lower offset in a later pack: not chosen
+	x.freeze()
+	if x.len() != len(want) {
+		t.Fatalf("%d entries, want %d", x.len(), len(want))
+	}
+	for h, off := range want {
+		if l, ok := x.get(h); !ok || l.Offset != off {
+			t.Fatalf("get %x: %+v %v, want offset %d", h[:4], l, ok, off)
+		}
+	}
+	if l, _ := x.get(dup); l.Pack != (ID{7}) {
+		t.Errorf("repeated hash: pack %x won, want the first loaded", l.Pack[:1])
+	}
+	for i := range 10000 {
+		var h ID
+		binary.BigEndian.PutUint64(h[:], uint64(i)*0x9e3779b97f4a7c15+1)
+		if _, ok := want[h]; ok {
+			continue
+		}
+		if _, ok := x.get(h); ok {
+			t.Fatalf("absent hash %x found", h[:8])
+		}
+	}
+}
