@@ -3,6 +3,7 @@ package vma
 import (
 	"errors"
 	"fmt"
+	"github.com/vmasync/vmasync/internal/asyncwrite"
 	"io"
 	"os"
 
@@ -123,7 +124,19 @@ func OptimizeFile(src, dst string, opt OptimizeFileOptions) (*OptimizeFileResult
 		}
 		out = zw
 	}
+	// A stream is decoded and reordered on one goroutine; writing from
+	// another lets the write system calls overlap with that work.
+	var aw *asyncwrite.Writer
+	if in.File == nil {
+		aw = asyncwrite.NewWriter(out, 4<<20, 4)
+		out = aw
+	}
 	r, err := Optimize(out, input, opt.OptimizeOptions)
+	if aw != nil {
+		if cerr := aw.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

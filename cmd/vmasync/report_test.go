@@ -268,7 +268,10 @@ func TestReportPredictsRestic(t *testing.T) {
 			t.Errorf("%s: restic added %d, report predicted %d (allowed up to %d more)", c.col, c.got, pred, slack)
 		}
 	}
-	if gotOpt >= gotOrig*9/10 {
+	// With restic's 1 MiB chunks on this small pair the benefit depends on
+	// the repository's random polynomial (measured from 9 % to 25 % less),
+	// so only its direction is asserted; docs/benchmarks.md has the sizes.
+	if gotOpt >= gotOrig {
 		t.Errorf("test pair shows no benefit of optimize: %d vs %d", gotOpt, gotOrig)
 	}
 }
