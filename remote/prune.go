@@ -163,7 +163,14 @@ type GCOptions struct {
 	// (0 < t <= 1; default 0.5) is rewritten with only its used chunks.
 	// Packs with no used chunk are always deleted.
 	RepackThreshold float64
-	DryRun          bool
+	// DryRun changes nothing and downloads no pack: the bytes after a
+	// repack are estimated as the used blobs' bytes (pack headers left
+	// out), the packs after it from the pack size.
+	DryRun bool
+	// Without lists backups to count as removed (prune --dry-run passes
+	// the ones it would forget), so that the result says what removing
+	// them would free.
+	Without []Backup
 }
 
 // GCResult reports what GC did (or would do).
@@ -196,7 +203,14 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	without := map[string]bool{}
+	for _, b := range opt.Without {
+		without[b.VMID+"/"+b.Name] = true
+	}
 	for _, b := range backups {
+		if without[b.VMID+"/"+b.Name] {
+			continue
+		}
 		m, err := r.Manifest(ctx, b)
 		if err != nil {
 			return nil, err
@@ -253,7 +267,15 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 		}
 	}
 	var newPacks []ID
-	if len(repack) > 0 {
+	estimated := 0
+	if len(repack) > 0 && opt.DryRun {
+		var usedBytes int64
+		for _, id := range repack {
+			usedBytes += use[id].used
+		}
+		res.BytesAfter += usedBytes
+		estimated = int((usedBytes + int64(r.Config.PackSize) - 1) / int64(r.Config.PackSize))
+	} else if len(repack) > 0 {
 		var pb packBuilder
 		flush := func() error {
 			if pb.len() == 0 {
@@ -307,7 +329,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			res.BytesAfter += size
 		}
 	}
-	res.PacksAfter = len(r.packs) - len(gone) + len(newPacks)
+	res.PacksAfter = len(r.packs) - len(gone) + len(newPacks) + estimated
 	if opt.DryRun || (len(gone) == 0 && len(indexNames) <= 1) {
 		res.IndexObjects = len(indexNames)
 		return res, nil

@@ -48,7 +48,8 @@ func pruneCommand(e *env) *cli.Command {
 			"newest backup of their next N periods not covered by an earlier rule. Backups\n" +
 			"pushed with a .protected file are always kept and not counted. Without any\n" +
 			"keep rule (or with --keep-all) nothing is removed. --dry-run lists every\n" +
-			"backup with the rule that keeps it or why it would go.\n\n" +
+			"backup with the rule that keeps it or why it would go, and estimates the pack\n" +
+			"bytes left after removing them (from the index, without downloading packs).\n\n" +
 			"Removing a backup removes its manifest and sidecars; then the packs that no\n" +
 			"remaining backup uses are deleted and packs that are mostly unused\n" +
 			"(--repack-threshold) are rewritten, so that the remote shrinks. prune holds an\n" +
@@ -142,18 +143,15 @@ func pruneCommand(e *env) *cli.Command {
 					return err
 				}
 			}
-			res, err := r.GC(ctx, remote.GCOptions{RepackThreshold: th, DryRun: dry})
+			gcOpt := remote.GCOptions{RepackThreshold: th, DryRun: dry}
+			if dry {
+				gcOpt.Without = gone // what removing them would free
+			}
+			res, err := r.GC(ctx, gcOpt)
 			if err != nil {
 				return err
 			}
-			if dry {
-				// GC ran on the repository as it is: also count what the
-				// removed backups would free.
-				res = nil
-			}
-			if res != nil {
-				out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
-			}
+			out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
 			if asJSON {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
@@ -161,7 +159,8 @@ func pruneCommand(e *env) *cli.Command {
 			}
 			if !o.quiet {
 				if dry {
-					fmt.Fprintf(e.stderr, "%d of %d backups would be removed (%s); nothing changed\n", len(gone), len(marks), rules)
+					fmt.Fprintf(e.stderr, "%d of %d backups would be removed (%s); packs %d -> about %d, %s -> about %s (%d deleted, %d rewritten); nothing changed\n",
+						len(gone), len(marks), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
 				} else {
 					fmt.Fprintf(e.stderr, "removed %d of %d backups (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
 						len(gone), len(marks), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)

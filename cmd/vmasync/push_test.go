@@ -311,9 +311,17 @@ func TestPruneAndLocksCLI(t *testing.T) {
 			Keep   bool
 			Reason string
 		}
+		GC *struct {
+			Before int64 `json:"bytes_before"`
+			After  int64 `json:"bytes_after"`
+		}
 	}
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Backups) != 4 {
 		t.Fatalf("prune --dry-run: %v", r)
+	}
+	// The dry run estimates what removing the two backups frees.
+	if out.GC == nil || out.GC.After >= out.GC.Before || out.GC.After <= 0 {
+		t.Errorf("prune --dry-run: no estimate of the freed bytes: %s", r.stdout)
 	}
 	want := map[string]string{"2026_11_18-01_00_00": "", "2026_11_19-01_00_00": "keep-daily", "2026_11_20-01_00_00": "", "2026_11_20-13_00_00": "keep-daily"}
 	for _, b := range out.Backups {
