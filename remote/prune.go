@@ -203,12 +203,12 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	without := map[string]bool{}
+	without := map[string]bool{} // backup names hold the VM id
 	for _, b := range opt.Without {
-		without[b.VMID+"/"+b.Name] = true
+		without[b.Name] = true
 	}
 	for _, b := range backups {
-		if without[b.VMID+"/"+b.Name] {
+		if without[b.Name] {
 			continue
 		}
 		m, err := r.Manifest(ctx, b)

@@ -55,32 +55,34 @@ const (
 
 // ParseCompressionLevel checks a level's name.
 func ParseCompressionLevel(s string) (CompressionLevel, error) {
-	switch l := CompressionLevel(s); l {
-	case CompressFastest, CompressDefault, CompressBetter:
-		return l, nil
+	if _, ok := blobEncoders[CompressionLevel(s)]; !ok {
+		return "", fmt.Errorf("unknown compression level %q (fastest, default or better)", s)
 	}
-	return "", fmt.Errorf("unknown compression level %q (fastest, default or better)", s)
+	return CompressionLevel(s), nil
 }
 
 // blobEncoders compress blobs at each level: one zstd frame per chunk,
-// safe for concurrent use by the compression workers; made when first
-// used.
-var blobEncoders sync.Map // CompressionLevel -> *zstd.Encoder
+// safe for concurrent use by the compression workers; each is made when
+// first used.
+var blobEncoders = map[CompressionLevel]func() *zstd.Encoder{
+	CompressFastest: newBlobEncoder(zstd.SpeedFastest),
+	CompressDefault: newBlobEncoder(zstd.SpeedDefault),
+	CompressBetter:  newBlobEncoder(zstd.SpeedBetterCompression),
+}
 
+func newBlobEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
+	return sync.OnceValue(func() *zstd.Encoder {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		return e
+	})
+}
+
+// blobEncoder returns the encoder of level l ("" is CompressFastest).
 func blobEncoder(l CompressionLevel) *zstd.Encoder {
-	if e, ok := blobEncoders.Load(l); ok {
-		return e.(*zstd.Encoder)
+	if l == "" {
+		l = CompressFastest
 	}
-	level := zstd.SpeedFastest
-	switch l {
-	case CompressDefault:
-		level = zstd.SpeedDefault
-	case CompressBetter:
-		level = zstd.SpeedBetterCompression
-	}
-	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
-	actual, _ := blobEncoders.LoadOrStore(l, e)
-	return actual.(*zstd.Encoder)
+	return blobEncoders[l]()
 }
 
 // PushResult reports one pushed dump.

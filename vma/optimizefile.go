@@ -3,12 +3,12 @@ package vma
 import (
 	"errors"
 	"fmt"
-	"github.com/vmasync/vmasync/internal/asyncwrite"
 	"io"
 	"os"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/vmasync/vmasync/internal/asyncwrite"
 	"github.com/vmasync/vmasync/internal/atomicfile"
 	"github.com/vmasync/vmasync/internal/decompress"
 )
