@@ -27,9 +27,11 @@ type PushOptions struct {
 	// DryRun reads, checks, optimizes, chunks and compresses the dump but
 	// uploads nothing.
 	DryRun bool
-	// Progress, if set, is called with the bytes of the (decompressed)
-	// dump read so far.
-	Progress func(read int64)
+	// Progress, if set, is called now and then with the bytes of the
+	// (decompressed) dump read so far and how far into the dump's file
+	// that is (for a compressed dump, bytes of compressed data), which
+	// against the file's size gives the share done.
+	Progress func(read, fileRead int64)
 	// Optimize tunes the streaming reorder (window, spill directory).
 	Optimize vma.OptimizeOptions
 	// Compression is the zstd level of new chunks ("" means
@@ -174,7 +176,13 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		o := opt.Optimize
 		o.Context = ctx
 		if opt.Progress != nil {
-			o.Progress = opt.Progress
+			o.Progress = func(read int64) {
+				fileRead := read // a plain dump is read as it is
+				if in.File == nil {
+					fileRead = in.InputRead()
+				}
+				opt.Progress(read, fileRead)
+			}
 		}
 		res, err := vma.Optimize(hashWriter{pw, whole}, src, o)
 		optRes = res

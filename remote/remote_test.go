@@ -347,3 +347,47 @@ func TestCompressionLevels(t *testing.T) {
 		t.Error("ParseCompressionLevel accepted an unknown level")
 	}
 }
+
+// TestPushProgress checks what push reports as it goes: the decompressed
+// bytes and the position in the dump file, both growing, the position
+// within the file's size; for a compressed dump the position is in
+// compressed bytes (behind the decompressed count), for a plain one the
+// two are the same.
+func TestPushProgress(t *testing.T) {
+	ctx := testCtx(t)
+	for _, zst := range []bool{true, false} {
+		dumps := t.TempDir()
+		p := writeDump(t, dumps, vmSpec(11, 0), "105", "2026_11_20-01_00_00", zst)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := NewFs(ctx, filepath.Join(t.TempDir(), "r"))
+		r, err := Init(ctx, f, chunkplan.DefaultParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.LoadIndex(ctx, true)
+		var calls int
+		var lastRead, lastFile int64
+		_, err = r.Push(ctx, mustDump(t, p), PushOptions{Progress: func(read, fileRead int64) {
+			if read < lastRead || fileRead < lastFile || fileRead > st.Size() || fileRead <= 0 {
+				t.Errorf("zst %v: progress went from (%d, %d) to (%d, %d), file of %d bytes", zst, lastRead, lastFile, read, fileRead, st.Size())
+			}
+			if !zst && fileRead != read {
+				t.Errorf("plain dump: file position %d, read %d", fileRead, read)
+			}
+			calls++
+			lastRead, lastFile = read, fileRead
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls < 2 {
+			t.Errorf("zst %v: %d progress calls", zst, calls)
+		}
+		if zst && lastFile >= lastRead {
+			t.Errorf("compressed dump: file position %d not behind the %d bytes decompressed", lastFile, lastRead)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/vmasync/vmasync/vma"
@@ -650,11 +651,24 @@ func TestProgressLine(t *testing.T) {
 	p := newProgress(&env{stderr: &b}, opts{progress: "always"}, "x.vma")
 	p.every = 0
 	p.setTotal(1000, nil)
-	p.update(500)
+	p.start = time.Now().Add(-10 * time.Second)
+	p.update(250)
 	p.done()
 	s := b.String()
-	if !strings.HasPrefix(s, "\rx.vma: 500 B") || !strings.Contains(s, "MB/s") || !strings.Contains(s, " 50%") || !strings.HasSuffix(s, "\r") {
+	if !strings.HasPrefix(s, "\rx.vma: 250 B  0.0 MB/s  [=====>              ]  25%  ETA 0:30") || !strings.HasSuffix(s, "\r") {
 		t.Errorf("progress output %q", s)
+	}
+	// Cut to the terminal's width, keeping both ends of the name.
+	b.Reset()
+	p = newProgress(&env{stderr: &b}, opts{progress: "always"}, "push vzdump-qemu-100-2026_11_20-01_00_00.vma.zst")
+	p.every, p.width = 0, 80
+	p.start = time.Now().Add(-100 * time.Second)
+	p.setTotal(1000, func() int64 { return 1000 })
+	p.update(10 << 30)
+	line := strings.TrimPrefix(b.String(), "\r")
+	if len(line) != 79 || !strings.HasPrefix(line, "push vzdump-q") || !strings.Contains(line, "...") ||
+		!strings.Contains(line, ".vma.zst: 10 GiB") || !strings.HasSuffix(line, "[====================] 100%") {
+		t.Errorf("cut line (%d bytes) %q", len(line), line)
 	}
 	b.Reset()
 	p = newProgress(&env{stderr: &b}, opts{progress: "auto"}, "x")
@@ -662,6 +676,20 @@ func TestProgressLine(t *testing.T) {
 	p.update(1)
 	if b.Len() != 0 {
 		t.Errorf("auto progress on a non-terminal: %q", b.String())
+	}
+	// check counts packs, not bytes.
+	b.Reset()
+	p = newProgress(&env{stderr: &b}, opts{progress: "always"}, "check r")
+	p.every, p.items = 0, "packs"
+	p.setTotal(40, nil)
+	p.update(10)
+	if !strings.HasPrefix(b.String(), "\rcheck r: 10/40 packs  [=====>              ]  25%") {
+		t.Errorf("counting progress %q", b.String())
+	}
+	for d, want := range map[time.Duration]string{59 * time.Second: "0:59", 61 * time.Minute: "1:01:00", 1500 * time.Millisecond: "0:02"} {
+		if got := clock(d); got != want {
+			t.Errorf("clock(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
 

@@ -7,10 +7,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // progress draws a one-line progress display on stderr with \r: bytes
-// processed, MB/s and, when the total is known, a percentage.
+// processed, MB/s and, when the total is known, a bar, the percentage and
+// the time left. The line is cut to the terminal's width.
 type progress struct {
 	mu      sync.Mutex
 	w       io.Writer
@@ -23,6 +26,8 @@ type progress struct {
 	n       int64
 	lastLen int
 	every   time.Duration
+	width   int    // columns of the terminal; 0: do not cut
+	items   string // set: n counts these ("packs"), not bytes
 }
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -45,8 +50,14 @@ func newProgress(e *env, o opts, label string) *progress {
 	case "auto":
 		on = !o.quiet && isTerminal(e.stderr)
 	}
+	width := 0
+	if f, ok := e.stderr.(*os.File); ok {
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil {
+			width = w
+		}
+	}
 	now := time.Now()
-	return &progress{w: e.stderr, on: on, label: label, start: now, last: now, every: 200 * time.Millisecond}
+	return &progress{w: e.stderr, on: on, label: label, start: now, last: now, every: 200 * time.Millisecond, width: width}
 }
 
 // setTotal sets what the percentage is computed from: pos() of total, or
@@ -74,24 +85,67 @@ func (p *progress) update(n int64) {
 }
 
 func (p *progress) draw(now time.Time) {
-	line := p.label + ": " + humanBytes(uint64(p.n))
-	if secs := now.Sub(p.start).Seconds(); secs > 0 {
-		line += fmt.Sprintf("  %.1f MB/s", float64(p.n)/1e6/secs)
+	secs := now.Sub(p.start).Seconds()
+	stats := humanBytes(uint64(p.n))
+	if p.items != "" {
+		stats = fmt.Sprintf("%d/%d %s", p.n, p.total, p.items)
+	} else if secs > 0 {
+		stats += fmt.Sprintf("  %.1f MB/s", float64(p.n)/1e6/secs)
 	}
 	if p.total > 0 {
 		pos := p.n
 		if p.pos != nil {
 			pos = p.pos()
 		}
-		pct := min(100, max(0, 100*float64(pos)/float64(p.total)))
-		line += fmt.Sprintf("  %3.0f%%", pct)
+		frac := min(1, max(0, float64(pos)/float64(p.total)))
+		stats += fmt.Sprintf("  %s %3.0f%%", progressBar(frac, 20), 100*frac)
+		if frac > 0 && frac < 1 && secs >= 1 {
+			left := time.Duration(secs * (1 - frac) / frac * float64(time.Second))
+			stats += "  ETA " + clock(left)
+		}
 	}
+	label := p.label
+	// One column stays free: writing the last one wraps some terminals.
+	if room := p.width - 1 - len(": ") - len(stats); p.width > 0 && len(label) > room {
+		label = cutMiddle(label, room)
+	}
+	line := label + ": " + stats
 	pad := ""
 	if d := p.lastLen - len(line); d > 0 {
 		pad = strings.Repeat(" ", d)
 	}
 	fmt.Fprint(p.w, "\r"+line+pad)
 	p.lastLen = len(line)
+}
+
+// progressBar draws frac (0..1) as a bar of width cells: [=====>    ].
+func progressBar(frac float64, width int) string {
+	full := int(frac * float64(width))
+	bar := strings.Repeat("=", full)
+	if full < width {
+		bar += ">" + strings.Repeat(" ", width-full-1)
+	}
+	return "[" + bar + "]"
+}
+
+// clock formats d as h:mm:ss or m:ss.
+func clock(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// cutMiddle shortens s to n bytes (at least 5) with "..." in the middle,
+// keeping both ends of a file name.
+func cutMiddle(s string, n int) string {
+	n = max(n, 5)
+	if len(s) <= n {
+		return s
+	}
+	head := (n - 3) / 2
+	return s[:head] + "..." + s[len(s)-(n-3-head):]
 }
 
 // done removes the progress line, if one was drawn.

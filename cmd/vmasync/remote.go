@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -299,7 +300,12 @@ func pushCommand(e *env) *cli.Command {
 				for attempt := 1; ; attempt++ {
 					j.Attempts = attempt
 					p := newProgress(e, o, "push "+filepath.Base(d.Path))
-					res, err = r.Push(ctx, d, remote.PushOptions{DryRun: dry, Progress: p.update,
+					var fileRead atomic.Int64
+					if st, err := os.Stat(d.Path); err == nil {
+						p.setTotal(st.Size(), fileRead.Load)
+					}
+					progress := func(read, inFile int64) { fileRead.Store(inFile); p.update(read) }
+					res, err = r.Push(ctx, d, remote.PushOptions{DryRun: dry, Progress: progress,
 						Optimize: vmaOptions(cCtx), Compression: level})
 					p.done()
 					if err == nil || attempt >= cCtx.Int("retries") || !remote.Retriable(err) || ctx.Err() != nil {
@@ -648,6 +654,7 @@ func checkCommand(e *env) *cli.Command {
 			defer unlock()
 			pct := cCtx.Generic("read-data").(*readDataFlag).pct
 			p := newProgress(e, o, "check "+args[0])
+			p.items = "packs"
 			res, err := r.Check(ctx, remote.CheckOptions{ReadData: pct > 0, ReadDataPercent: pct,
 				Progress: func(done, total int) { p.setTotal(int64(total), nil); p.update(int64(done)) }})
 			p.done()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -78,7 +79,32 @@ type Stream struct {
 	File *os.File
 	Name string // path as given, "-" for stdin
 
+	in      *countingReader // the compressed input, counted; nil for File
 	closers []io.Closer
+}
+
+// InputRead returns how many bytes of the (compressed) input the
+// decompressor has read so far, for progress displays: the position in
+// the file, where the decompressed count says nothing of the file's
+// size. It is 0 for a plain file handed out as File.
+func (s *Stream) InputRead() int64 {
+	if s.in == nil {
+		return 0
+	}
+	return s.in.n.Load()
+}
+
+// countingReader counts the bytes read through it; n may be read from
+// another goroutine.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Close releases the decompressor and closes the file opened by Open
@@ -98,11 +124,12 @@ func (s *Stream) Close() error {
 // first bytes.
 func Open(path string) (*Stream, error) {
 	if path == "-" {
-		rc, format, err := NewReader(os.Stdin)
+		in := &countingReader{r: os.Stdin}
+		rc, format, err := NewReader(in)
 		if err != nil {
 			return nil, fmt.Errorf("standard input: %w", err)
 		}
-		return &Stream{Reader: rc, Format: format, Name: path, closers: []io.Closer{rc}}, nil
+		return &Stream{Reader: rc, Format: format, Name: path, in: in, closers: []io.Closer{rc}}, nil
 	}
 
 	f, err := os.Open(path)
@@ -127,12 +154,13 @@ func Open(path string) (*Stream, error) {
 			return &Stream{Reader: f, Format: Plain, File: f, Name: path, closers: []io.Closer{f}}, nil
 		}
 	}
-	rc, format, err := NewReader(f)
+	in := &countingReader{r: f}
+	rc, format, err := NewReader(in)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Stream{Reader: rc, Format: format, Name: path, closers: []io.Closer{rc, f}}, nil
+	return &Stream{Reader: rc, Format: format, Name: path, in: in, closers: []io.Closer{rc, f}}, nil
 }
 
 // NewReader wraps an already open reader (e.g. a pipe), detecting the format.

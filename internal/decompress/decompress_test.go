@@ -150,6 +150,15 @@ func TestFormats(t *testing.T) {
 			if sha256.Sum256(got) != want {
 				t.Fatalf("Open: output differs (%d bytes, want %d)", len(got), len(data))
 			}
+			// Read to the end, the whole file has gone through (a plain
+			// file is read by its user, not counted).
+			wantIn := int64(len(fx.comp))
+			if fx.format == Plain {
+				wantIn = 0
+			}
+			if n := s.InputRead(); n != wantIn {
+				t.Errorf("InputRead = %d, want %d", n, wantIn)
+			}
 			if err := s.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
