@@ -391,3 +391,30 @@ func TestPushProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestBlobFrames: push's blobs are zstd frames that declare the chunk's
+// length and carry no checksum (the chunk's SHA-256 is checked instead);
+// frames with a checksum, as earlier versions wrote, still read.
+func TestBlobFrames(t *testing.T) {
+	s := vmatest.Spec{Seed: 5, Disks: []vmatest.Disk{{Name: "d", Size: 1 << 20, Content: vmatest.Text}}}
+	chunk := s.ClusterData(0, 3, nil)[:8000]
+	h := ID(sha256.Sum256(chunk))
+	var b blobBatch
+	b.add(h, chunk)
+	b.compress(blobEncoder(""))
+	if b.chunks[0].typ != blobZstd {
+		t.Fatalf("text chunk stored as type %d", b.chunks[0].typ)
+	}
+	var hdr zstd.Header
+	if err := hdr.Decode(b.out); err != nil || !hdr.HasFCS || hdr.FrameContentSize != uint64(len(chunk)) || hdr.HasCheckSum {
+		t.Errorf("blob frame header %+v, %v", hdr, err)
+	}
+	withCRC, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	for name, stored := range map[string][]byte{"without": b.out, "with": withCRC.EncodeAll(chunk, nil)} {
+		loc := Location{Stored: uint32(len(stored)), Raw: uint32(len(chunk)), Type: blobZstd}
+		got, err := decodeBlob(stored, loc, h, nil)
+		if err != nil || !bytes.Equal(got, chunk) {
+			t.Errorf("frame %s checksum: %v", name, err)
+		}
+	}
+}
