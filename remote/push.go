@@ -208,11 +208,12 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 			res.SharedBytes += int64(c.Length)
 			return nil
 		}
-		if _, ok := pending[h]; ok {
+		n := len(pending)
+		pending[h] = struct{}{} // one map probe: the length tells whether h was there
+		if len(pending) == n {
 			res.SharedBytes += int64(c.Length)
 			return nil
 		}
-		pending[h] = struct{}{}
 		res.NewBytes += int64(c.Length)
 		res.NewChunks++
 		if cur != nil && len(cur.raw)+len(data) > batchBytes {
@@ -673,22 +674,19 @@ func (w *bufPipeWriter) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		if w.cur == nil || len(w.cur) == cap(w.cur) {
 			if w.cur != nil {
-				select {
-				case w.p.full <- w.cur:
-				case <-w.p.done:
-					return n, w.p.rerr
+				if err := w.send(w.cur); err != nil {
+					return n, err
 				}
 				w.cur = nil
 			}
-			select {
-			case buf := <-w.p.free:
-				if buf == nil {
-					buf = make([]byte, 0, w.size)
-				}
-				w.cur = buf[:0]
-			case <-w.p.done:
-				return n, w.p.rerr
+			buf, err := w.spare()
+			if err != nil {
+				return n, err
 			}
+			if buf == nil {
+				buf = make([]byte, 0, w.size)
+			}
+			w.cur = buf
 		}
 		k := min(len(b), cap(w.cur)-len(w.cur))
 		w.cur = append(w.cur, b[:k]...)
@@ -696,6 +694,44 @@ func (w *bufPipeWriter) Write(b []byte) (int, error) {
 		n += k
 	}
 	return n, nil
+}
+
+// stopped returns the reader's close error once it has stopped: checked
+// first, so that a writer with buffers to spare notices a stop at once.
+func (w *bufPipeWriter) stopped() error {
+	select {
+	case <-w.p.done:
+		return w.p.rerr
+	default:
+		return nil
+	}
+}
+
+// send queues a block for the reader.
+func (w *bufPipeWriter) send(b []byte) error {
+	if err := w.stopped(); err != nil {
+		return err
+	}
+	select {
+	case w.p.full <- b:
+		return nil
+	case <-w.p.done:
+		return w.p.rerr
+	}
+}
+
+// spare returns a buffer the reader has finished with (emptied), or nil
+// for one not allocated yet, waiting while all are in use.
+func (w *bufPipeWriter) spare() ([]byte, error) {
+	if err := w.stopped(); err != nil {
+		return nil, err
+	}
+	select {
+	case buf := <-w.p.free:
+		return buf[:0], nil
+	case <-w.p.done:
+		return nil, w.p.rerr
+	}
 }
 
 // CloseWithError flushes what was written and ends the stream: the
@@ -752,8 +788,11 @@ func (r *bufPipeReader) Read(b []byte) (int, error) {
 }
 
 // CloseWithError stops the stream: later and blocked Writes fail with
-// err.
+// err (io.ErrClosedPipe if nil).
 func (r *bufPipeReader) CloseWithError(err error) error {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
 	r.p.once.Do(func() {
 		r.p.rerr = err
 		close(r.p.done)
