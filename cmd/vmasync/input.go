@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sync/atomic"
 
 	"github.com/vmasync/vmasync/internal/decompress"
 )
@@ -57,11 +56,11 @@ func openInput(e *env, path string) (*input, error) {
 		in.closers = append(in.closers, f.Close)
 		raw = &ctxReader{ctx: e.ctx, r: f}
 	}
-	cr := &countReader{r: raw}
+	cr := &decompress.CountingReader{R: raw}
 	if f != nil {
 		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
 			in.total = st.Size()
-			in.pos = func() int64 { return cr.n.Load() }
+			in.pos = cr.Count
 		}
 	}
 	rc, format, err := decompress.NewReader(cr)
@@ -85,18 +84,6 @@ func (in *input) Close() error {
 	}
 	in.closers = nil
 	return first
-}
-
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // ctxReader fails reads once ctx is done.

@@ -79,7 +79,7 @@ type Stream struct {
 	File *os.File
 	Name string // path as given, "-" for stdin
 
-	in      *countingReader // the compressed input, counted; nil for File
+	in      *CountingReader // the compressed input, counted; nil for File
 	closers []io.Closer
 }
 
@@ -91,21 +91,24 @@ func (s *Stream) InputRead() int64 {
 	if s.in == nil {
 		return 0
 	}
-	return s.in.n.Load()
+	return s.in.Count()
 }
 
-// countingReader counts the bytes read through it; n may be read from
-// another goroutine.
-type countingReader struct {
-	r io.Reader
+// CountingReader counts the bytes read through it from R, for progress
+// displays: Count may be called from another goroutine.
+type CountingReader struct {
+	R io.Reader
 	n atomic.Int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// Count returns the number of bytes read so far.
+func (c *CountingReader) Count() int64 { return c.n.Load() }
 
 // Close releases the decompressor and closes the file opened by Open
 // (standard input is left open). It returns the first error.
@@ -124,7 +127,7 @@ func (s *Stream) Close() error {
 // first bytes.
 func Open(path string) (*Stream, error) {
 	if path == "-" {
-		in := &countingReader{r: os.Stdin}
+		in := &CountingReader{R: os.Stdin}
 		rc, format, err := NewReader(in)
 		if err != nil {
 			return nil, fmt.Errorf("standard input: %w", err)
@@ -154,7 +157,7 @@ func Open(path string) (*Stream, error) {
 			return &Stream{Reader: f, Format: Plain, File: f, Name: path, closers: []io.Closer{f}}, nil
 		}
 	}
-	in := &countingReader{r: f}
+	in := &CountingReader{R: f}
 	rc, format, err := NewReader(in)
 	if err != nil {
 		f.Close()
