@@ -742,10 +742,7 @@ func (w *bufPipeWriter) CloseWithError(err error) error {
 	}
 	w.p.werr = err
 	if len(w.cur) > 0 {
-		select {
-		case w.p.full <- w.cur:
-		case <-w.p.done:
-		}
+		w.send(w.cur) // fails only if the reader stopped and wants no more
 	}
 	w.cur = nil
 	close(w.p.full)
