@@ -132,7 +132,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			}
 			continue
 		}
-		entries, perr := parsePack(data, id)
+		entries, perr := parsePack(data, id, r.Config.Version)
 		if perr != nil {
 			// The pack is damaged: say which chunks are affected, checking
 			// each indexed chunk on its own.
@@ -147,9 +147,9 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 					bad(h, fmt.Sprintf("in pack %s at offset %d: content does not match its hash", id.Short(), loc.Offset))
 				}
 			}
-			if len(inPack[id]) == 0 {
-				res.Problems = append(res.Problems, Problem{Pack: id.String(), Msg: perr.Error()})
-			}
+			// The pack itself too: even when every chunk reads, prune
+			// cannot repack it and a push cannot recover it unindexed.
+			res.Problems = append(res.Problems, Problem{Pack: id.String(), Msg: perr.Error()})
 			continue
 		}
 		for _, e := range entries {

@@ -165,6 +165,30 @@ func TestCheckFindsDamage(t *testing.T) {
 	}
 	t.Logf("corrupt pack: %s", p)
 
+	// A flipped byte in another pack's header: the chunks still read, but
+	// the pack is damaged (prune could not repack it) and check says so.
+	if b, err = os.ReadFile(packFiles[2]); err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-packTrailer-5] ^= 0x55 // in the last blob's SHA-256
+	if err := os.WriteFile(packFiles[2], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cr, err = r.Check(ctx, CheckOptions{ReadData: true}); err != nil {
+		t.Fatal(err)
+	}
+	damaged := strings.TrimSuffix(filepath.Base(packFiles[2]), packSuffix)
+	found := false
+	for _, p := range cr.Problems {
+		if p.Pack == damaged && strings.Contains(p.Msg, "header") {
+			found = true
+			t.Logf("damaged header: %s", p)
+		}
+	}
+	if !found {
+		t.Fatalf("check --read-data missed the damaged header of pack %s: %v", damaged, cr.Problems)
+	}
+
 	// A missing pack: check (without reading data) says what is gone.
 	if err := os.Remove(packFiles[1]); err != nil {
 		t.Fatal(err)

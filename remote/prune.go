@@ -281,7 +281,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			if pb.len() == 0 {
 				return nil
 			}
-			data, id, entries := pb.finish()
+			data, id, entries := pb.finish(r.Config.Version)
 			if !opt.DryRun {
 				if err := putObject(ctx, r.Fs, packName(id), data); err != nil {
 					return err
@@ -299,7 +299,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("repacking %s: %w", pid.Short(), err)
 			}
-			entries, err := parsePack(data, pid)
+			entries, err := parsePack(data, pid, r.Config.Version)
 			if err != nil {
 				return nil, fmt.Errorf("repacking: %w (run 'vmasync check --read-data')", err)
 			}

@@ -2,6 +2,9 @@ package remote
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rclone/rclone/fs"
 
 	"github.com/vmasync/vmasync/chunkplan"
 )
@@ -164,7 +169,15 @@ func sortedMap(m map[string]string) []string {
 // TestPruneGC: backups of two VMs over several days; prune keeps the
 // last 2 of each, GC shrinks the storage, and every remaining backup pulls
 // byte-exactly and passes check --read-data.
+// TestPruneGC runs in a repository of each format version: version 1
+// names packs by their whole content, version 2 by their tail.
 func TestPruneGC(t *testing.T) {
+	for v := 1; v <= FormatVersion; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testPruneGC(t, v) })
+	}
+}
+
+func testPruneGC(t *testing.T, version int) {
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	var paths = map[string]string{}
@@ -180,12 +193,10 @@ func TestPruneGC(t *testing.T) {
 	os.WriteFile(filepath.Join(dumps, "vzdump-qemu-101-2026_11_10-01_00_00.protected"), nil, 0o644)
 	remoteDir := filepath.Join(t.TempDir(), "remote")
 	f, _ := NewFs(ctx, remoteDir)
-	r, err := Init(ctx, f, chunkplan.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := initVersion(t, ctx, f, remoteDir, version)
 	r.Config.PackSize = 1 << 20
 	pushAll(t, ctx, r, dumps)
+	checkPackNames(t, remoteDir, version)
 	before := dirSize(t, filepath.Join(remoteDir, PacksDir))
 
 	backups, _ := r.Backups(ctx)
@@ -239,7 +250,11 @@ func TestPruneGC(t *testing.T) {
 		est.BytesAfter > after || est.BytesAfter < after-after/50 {
 		t.Errorf("dry-run estimate %+v, GC did %+v (%d bytes after)", est, res, after)
 	}
+	checkPackNames(t, remoteDir, version)
 	r2, _ := Open(ctx, f)
+	if r2.Config.Version != version {
+		t.Fatalf("format version %d after GC, want %d", r2.Config.Version, version)
+	}
 	cr, err := r2.Check(ctx, CheckOptions{ReadData: true})
 	if err != nil || len(cr.Problems) > 0 || cr.Backups != 5 {
 		t.Fatalf("check after GC: %v %+v", err, cr)
@@ -250,6 +265,65 @@ func TestPruneGC(t *testing.T) {
 		if want := optimized(t, paths[b.VMID+"@"+b.Stamp]); string(got) != string(want) {
 			t.Errorf("%s differs after GC", b.Name)
 		}
+	}
+}
+
+// initVersion creates a repository in dir (the local remote f) with
+// format version v, as a vmasync of that version would have.
+func initVersion(t *testing.T, ctx context.Context, f fs.Fs, dir string, v int) *Repository {
+	t.Helper()
+	if _, err := Init(ctx, f, chunkplan.DefaultParams()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["version"] = v
+	if b, err = json.Marshal(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigName), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkPackNames checks that every pack in the local repository dir is
+// named the way format version v names packs: by the SHA-256 of all its
+// bytes (1) or of its tail from the header on (2).
+func checkPackNames(t *testing.T, dir string, v int) {
+	t.Helper()
+	n := 0
+	filepath.Walk(filepath.Join(dir, PacksDir), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := b
+		if v >= 2 {
+			hdr := int(binary.BigEndian.Uint32(b[len(b)-packTrailer:]))
+			named = b[len(b)-packTrailer-hdr:]
+		}
+		if want := ID(sha256.Sum256(named)).String() + packSuffix; filepath.Base(p) != want {
+			t.Errorf("pack %s: want the name %s in format version %d", filepath.Base(p), want, v)
+		}
+		n++
+		return nil
+	})
+	if n == 0 {
+		t.Error("no packs")
 	}
 }
 

@@ -383,8 +383,9 @@ type uploader struct {
 }
 
 type sealedPack struct {
-	data    []byte
-	entries []packEntry
+	data     []byte
+	blobsEnd int
+	entries  []packEntry
 }
 
 func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
@@ -419,9 +420,9 @@ const packSlack = 1 << 20
 // send seals the pack and hands it to an upload goroutine, waiting while
 // all of them are busy.
 func (u *uploader) send(p *packBuilder) error {
-	data, entries := p.seal()
+	data, blobsEnd, entries := p.seal()
 	select {
-	case u.ch <- sealedPack{data, entries}:
+	case u.ch <- sealedPack{data, blobsEnd, entries}:
 		return nil
 	case <-u.ctx.Done():
 		return context.Cause(u.ctx)
@@ -432,7 +433,8 @@ func (u *uploader) run() {
 	defer u.wg.Done()
 	// Local remotes: rclone would hash every pack twice with MD5 to
 	// verify a copy between two buffers of this process; the pack's name
-	// is already its SHA-256, which check --read-data verifies.
+	// is already a SHA-256 (of its header, which holds every chunk's
+	// SHA-256), and check --read-data verifies both.
 	ctx := u.upCtx
 	if u.r.Fs.Features().IsLocal {
 		var ci *fs.ConfigInfo
@@ -443,7 +445,7 @@ func (u *uploader) run() {
 		if u.ctx.Err() != nil {
 			continue
 		}
-		id := ID(sha256.Sum256(p.data))
+		id := packID(u.r.Config.Version, p.data, p.blobsEnd)
 		if !u.dry {
 			if err := putObject(ctx, u.r.Fs, packName(id), p.data); err != nil {
 				u.mu.Lock()

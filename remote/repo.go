@@ -220,7 +220,8 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	return st, nil
 }
 
-// readPackHeader reads a pack's header with two ranged reads.
+// readPackHeader reads a pack's header with two ranged reads (and, from
+// format version 2 on, checks it against the pack's name).
 func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]packEntry, error) {
 	if size < int64(packTrailer)+4 {
 		return nil, fmt.Errorf("%w: pack %s: %d bytes", ErrCorruptObject, id.Short(), size)
@@ -238,6 +239,11 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 	hdr, err := getRange(ctx, r.Fs, name, start, int64(n))
 	if err != nil {
 		return nil, err
+	}
+	if r.Config.Version != 1 {
+		if err := checkPackTail(append(hdr, t...), id); err != nil {
+			return nil, err
+		}
 	}
 	return decodePackHeader(hdr, start)
 }

@@ -628,8 +628,9 @@ func checkCommand(e *env) *cli.Command {
 		Description: "check reads the index and every manifest on REMOTE and checks that every chunk\n" +
 			"a backup references is indexed and lies within a pack that exists.\n" +
 			"--read-data also downloads the packs (--read-data=10 a random 10% of them) and\n" +
-			"checks every chunk against its SHA-256. Each problem is printed on one line\n" +
-			"naming the backup and the chunk; the exit code is then 1.",
+			"checks every chunk against its SHA-256 and every pack's header against the\n" +
+			"pack's name. Each problem is printed on one line naming the backup and the\n" +
+			"chunk (or the pack, for a damaged header); the exit code is then 1.",
 		Flags: []cli.Flag{
 			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was checked"},
