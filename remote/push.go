@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -265,19 +266,16 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 
 	// Index of everything this push stored, then sidecars, then the
 	// manifest that makes the backup visible.
-	var mbuf strings.Builder
+	var mbuf bytes.Buffer
 	if _, err := m.WriteTo(&mbuf); err != nil {
 		return nil, err
 	}
 	if !opt.DryRun {
-		if len(up.entries) > 0 {
-			b := encodeIndex(up.entries)
-			id := ID(sha256.Sum256(b))
-			if err := putObject(ctx, r.Fs, indexName(id), b); err != nil {
-				return nil, err
-			}
-			res.Uploaded += int64(len(b))
+		n, err := up.writeIndex(ctx, up.entries)
+		if err != nil {
+			return nil, err
 		}
+		res.Uploaded += n
 		for _, ext := range Sidecars {
 			b, err := os.ReadFile(strings.TrimSuffix(d.Path, dumpExt(d.Path)) + ext)
 			if errors.Is(err, os.ErrNotExist) {
@@ -291,7 +289,7 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 			}
 			res.Uploaded += int64(len(b))
 		}
-		if err := putObject(ctx, r.Fs, backupObject(d.VMID, d.Stem, ManifestExt), []byte(mbuf.String())); err != nil {
+		if err := putObject(ctx, r.Fs, backupObject(d.VMID, d.Stem, ManifestExt), mbuf.Bytes()); err != nil {
 			return nil, err
 		}
 	}
@@ -448,12 +446,7 @@ func (u *uploader) run() {
 		id := packID(u.r.Config.Version, p.data, p.blobsEnd)
 		if !u.dry {
 			if err := putObject(ctx, u.r.Fs, packName(id), p.data); err != nil {
-				u.mu.Lock()
-				if u.err == nil {
-					u.err = err
-				}
-				u.mu.Unlock()
-				u.cancel(err)
+				u.fail(err)
 				continue
 			}
 		}
@@ -467,6 +460,10 @@ func (u *uploader) run() {
 		u.r.addIndex(idx, id, int64(len(p.data)))
 		u.mu.Lock()
 		u.entries = append(u.entries, idx...)
+		var full []indexEntryOf
+		if len(u.entries) >= indexEvery {
+			full, u.entries = u.entries, nil
+		}
 		u.stored += stored
 		u.uploaded += int64(len(p.data))
 		u.packs++
@@ -475,7 +472,44 @@ func (u *uploader) run() {
 		case u.spare <- p.data:
 		default:
 		}
+		if full != nil {
+			if _, err := u.writeIndex(ctx, full); err != nil {
+				u.fail(err)
+			}
+		}
 	}
+}
+
+// indexEvery is how many index entries of uploaded packs a push holds
+// before it writes them as an index object (about 1 GiB of new chunks
+// at the default chunk size), so that they do not take memory in
+// proportion to all the new data; the rest is written at the end.
+var indexEvery = 1 << 17
+
+// writeIndex uploads entries as an index object (not in a dry run) and
+// returns its size.
+func (u *uploader) writeIndex(ctx context.Context, entries []indexEntryOf) (int64, error) {
+	if u.dry || len(entries) == 0 {
+		return 0, nil
+	}
+	b := encodeIndex(entries)
+	if err := putObject(ctx, u.r.Fs, indexName(ID(sha256.Sum256(b))), b); err != nil {
+		return 0, err
+	}
+	u.mu.Lock()
+	u.uploaded += int64(len(b))
+	u.mu.Unlock()
+	return int64(len(b)), nil
+}
+
+// fail records the push's first upload error and stops the push.
+func (u *uploader) fail(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.mu.Unlock()
+	u.cancel(err)
 }
 
 // wait closes the queue and waits for the uploads; it returns the first

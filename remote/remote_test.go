@@ -418,3 +418,64 @@ func TestBlobFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestPushWritesIndexInParts: a push that adds more than indexEvery
+// chunks writes its index in several objects as it goes (so that its
+// entries do not pile up in memory); the next push and a pull read them
+// all, and the bytes a push reports as uploaded are the bytes written.
+func TestPushWritesIndexInParts(t *testing.T) {
+	old := indexEvery
+	indexEvery = 100
+	t.Cleanup(func() { indexEvery = old })
+	ctx := testCtx(t)
+	dumps := t.TempDir()
+	p1 := writeDump(t, dumps, vmSpec(21, 0), "110", "2026_11_20-01_00_00", false)
+	remoteDir := filepath.Join(t.TempDir(), "remote")
+	f, _ := NewFs(ctx, remoteDir)
+	r, err := Init(ctx, f, chunkplan.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Config.PackSize = 1 << 18
+	res1 := pushAll(t, ctx, r, dumps)[0]
+	objects := func() (index, all int64) {
+		filepath.Walk(remoteDir, func(p string, fi os.FileInfo, err error) error {
+			if err != nil || !fi.Mode().IsRegular() {
+				return err
+			}
+			if rel, _ := filepath.Rel(remoteDir, p); rel != ConfigName && !strings.HasPrefix(rel, LocksDir) {
+				all += fi.Size()
+			}
+			if strings.HasSuffix(p, indexSuffix) {
+				index++
+			}
+			return nil
+		})
+		return index, all
+	}
+	n, written := objects()
+	t.Logf("day 1: %d new chunks in %d packs, %d index objects", res1.NewChunks, res1.Packs, n)
+	// An object is written once 100 entries wait: each holds 100 plus
+	// at most one pack's entries.
+	if want := int64(max(res1.NewChunks/200, 3)); n < want {
+		t.Fatalf("%d index objects for %d new chunks, want at least %d", n, res1.NewChunks, want)
+	}
+	if res1.Uploaded != written {
+		t.Errorf("push reports %d bytes uploaded, the remote holds %d", res1.Uploaded, written)
+	}
+
+	p2 := writeDump(t, dumps, vmSpec(21, 1), "110", "2026_11_21-01_00_00", false)
+	r, _ = Open(ctx, f)
+	res2 := pushAll(t, ctx, r, dumps)[1]
+	if res2.NewBytes > res2.ArchiveBytes/4 {
+		t.Errorf("day 2 stored %d new bytes of %d: the index in parts was not read", res2.NewBytes, res2.ArchiveBytes)
+	}
+	for sel, path := range map[string]string{"2026_11_20-01_00_00": p1, "latest": p2} {
+		if !bytes.Equal(pullBytes(t, ctx, r, "110", sel), optimized(t, path)) {
+			t.Errorf("pull %s differs from optimize", sel)
+		}
+	}
+	if cr, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(cr.Problems) > 0 {
+		t.Fatalf("check --read-data: %v %v", err, cr.Problems)
+	}
+}
