@@ -337,7 +337,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	sort.Slice(live, func(i, j int) bool { return live[i].Hash.String() < live[j].Hash.String() })
 	newIndex := ""
 	if len(live) > 0 {
-		id, err := r.writeIndex(ctx, live)
+		id, _, err := r.writeIndex(ctx, live)
 		if err != nil {
 			return nil, err
 		}

@@ -492,14 +492,14 @@ func (u *uploader) writeIndex(ctx context.Context, entries []indexEntryOf) (int6
 	if u.dry || len(entries) == 0 {
 		return 0, nil
 	}
-	b := encodeIndex(entries)
-	if err := putObject(ctx, u.r.Fs, indexName(ID(sha256.Sum256(b))), b); err != nil {
+	_, n, err := u.r.writeIndex(ctx, entries)
+	if err != nil {
 		return 0, err
 	}
 	u.mu.Lock()
-	u.uploaded += int64(len(b))
+	u.uploaded += int64(n)
 	u.mu.Unlock()
-	return int64(len(b)), nil
+	return int64(n), nil
 }
 
 // fail records the push's first upload error and stops the push.

@@ -207,7 +207,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		}
 	}
 	if write && len(orphans) > 0 {
-		if _, err := r.writeIndex(ctx, orphans); err != nil {
+		if _, _, err := r.writeIndex(ctx, orphans); err != nil {
 			return st, err
 		}
 		st.IndexObjects++
@@ -248,10 +248,12 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 	return decodePackHeader(hdr, start)
 }
 
-func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID, error) {
+// writeIndex uploads entries as an index object and returns its id and
+// size.
+func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID, int, error) {
 	b := encodeIndex(entries)
 	id := ID(sha256.Sum256(b))
-	return id, putObject(ctx, r.Fs, indexName(id), b)
+	return id, len(b), putObject(ctx, r.Fs, indexName(id), b)
 }
 
 // Lookup returns where chunk h is stored.
