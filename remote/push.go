@@ -195,7 +195,10 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 
 	up := newUploader(ctx, upCtx, r, opt.DryRun, cancel)
 	m := &chunkplan.Manifest{Version: chunkplan.ManifestVersion, Params: r.Params, Source: baseName(d.Path), VMID: d.VMID}
+	// pending holds the new chunks sent to be packed that the index
+	// does not hold yet; it is trimmed to those whenever it has doubled.
 	pending := map[ID]struct{}{}
+	pendingMax := pendingTrim
 	// New chunks are copied into batches that a pool of goroutines
 	// compresses in parallel; packs are filled from the batches in
 	// stream order, so a pack's content does not depend on scheduling.
@@ -217,6 +220,10 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		}
 		res.NewBytes += int64(c.Length)
 		res.NewChunks++
+		if len(pending) >= pendingMax {
+			pending = r.unindexed(pending)
+			pendingMax = max(pendingTrim, 2*len(pending))
+		}
 		if cur != nil && len(cur.raw)+len(data) > batchBytes {
 			cp.submit(cur)
 			cur = nil
@@ -306,6 +313,24 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 }
 
 var errChunkingStopped = errors.New("push: chunking stopped")
+
+// pendingTrim is the smallest size at which push trims its set of
+// pending chunks to those not yet indexed.
+var pendingTrim = 1 << 16
+
+// unindexed returns, as a new map (a Go map does not shrink when entries
+// are deleted), the hashes of set that the index does not hold.
+func (r *Repository) unindexed(set map[ID]struct{}) map[ID]struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[ID]struct{}, len(set)/4)
+	for h := range set {
+		if _, ok := r.index.find(h); !ok {
+			out[h] = struct{}{}
+		}
+	}
+	return out
+}
 
 // dumpExt is the ".vma[.zst|.gz|.lzo]" suffix of a dump path.
 func dumpExt(p string) string {

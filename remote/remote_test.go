@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -420,13 +421,15 @@ func TestBlobFrames(t *testing.T) {
 }
 
 // TestPushWritesIndexInParts: a push that adds more than indexEvery
-// chunks writes its index in several objects as it goes (so that its
-// entries do not pile up in memory); the next push and a pull read them
-// all, and the bytes a push reports as uploaded are the bytes written.
+// chunks writes its index in several objects as it goes, and trims its
+// set of pending chunks to the unindexed ones (so that neither piles up
+// in memory); every distinct chunk is still stored once, the next push
+// and a pull read all the parts, and the bytes a push reports as
+// uploaded are the bytes written.
 func TestPushWritesIndexInParts(t *testing.T) {
-	old := indexEvery
-	indexEvery = 100
-	t.Cleanup(func() { indexEvery = old })
+	oldEvery, oldTrim := indexEvery, pendingTrim
+	indexEvery, pendingTrim = 100, 16
+	t.Cleanup(func() { indexEvery, pendingTrim = oldEvery, oldTrim })
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	p1 := writeDump(t, dumps, vmSpec(21, 0), "110", "2026_11_20-01_00_00", false)
@@ -462,6 +465,44 @@ func TestPushWritesIndexInParts(t *testing.T) {
 	}
 	if res1.Uploaded != written {
 		t.Errorf("push reports %d bytes uploaded, the remote holds %d", res1.Uploaded, written)
+	}
+
+	// A dump whose two disks hold the same data: its chunks repeat
+	// within the dump, and each must still be stored once.
+	img := t.TempDir()
+	data := make([]byte, 6<<20)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	for _, f := range []string{"disk-scsi0.raw", "disk-scsi1.raw"} {
+		os.WriteFile(filepath.Join(img, f), data, 0o644)
+	}
+	os.WriteFile(filepath.Join(img, "qemu-server.conf"), []byte("scsi0: local:111/vm-111-disk-0.raw\n"), 0o644)
+	twice := t.TempDir()
+	out, _ := os.Create(filepath.Join(twice, "vzdump-qemu-111-2026_11_20-01_00_00.vma"))
+	if err := vma.Pack(img, out, vma.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	f3, _ := NewFs(ctx, filepath.Join(t.TempDir(), "remote"))
+	r3, err := Init(ctx, f3, chunkplan.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res3 := pushAll(t, ctx, r3, twice)[0]
+	backups, _ := r3.Backups(ctx)
+	m, err := r3.Manifest(ctx, backups[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[[32]byte]bool{}
+	for _, c := range m.Chunks {
+		distinct[c.Hash] = true
+	}
+	t.Logf("disks twice: %d chunks, %d distinct, %d stored", len(m.Chunks), len(distinct), res3.NewChunks)
+	if res3.NewChunks != len(distinct) || len(distinct) > len(m.Chunks)*3/5 {
+		t.Errorf("stored %d new chunks; the archive has %d chunks, %d distinct (want repeats, each stored once)", res3.NewChunks, len(m.Chunks), len(distinct))
+	}
+	if cr, err := r3.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(cr.Problems) > 0 || cr.Chunks != len(distinct) {
+		t.Fatalf("check --read-data: %v %+v", err, cr)
 	}
 
 	p2 := writeDump(t, dumps, vmSpec(21, 1), "110", "2026_11_21-01_00_00", false)
