@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/rclone/rclone/fs"
-
-	"github.com/vmasync/vmasync/chunkplan"
 )
 
 // setUploadHook installs hook for the test's duration.
@@ -27,16 +25,7 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 	dumps := t.TempDir()
 	p1 := writeDump(t, dumps, vmSpec(11, 0), "200", "2026_11_20-02_00_00", true)
 	before := snapshotDir(t, dumps)
-	remoteDir := filepath.Join(t.TempDir(), "remote")
-	f, err := NewFs(ctx, remoteDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Init(ctx, f, chunkplan.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Config.PackSize = 1 << 20 // many packs
+	r, f, _ := localRepo(t, ctx, 1<<20) // many packs
 
 	var mu sync.Mutex
 	var first []string
@@ -56,7 +45,7 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 	if _, err := r.LoadIndex(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.Push(ctx, mustDump(t, p1), PushOptions{})
+	_, err := r.Push(ctx, mustDump(t, p1), PushOptions{})
 	if err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("push with a failing upload: err = %v", err)
 	}
@@ -121,13 +110,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	writeDump(t, dumps, vmSpec(13, 0), "300", "2026_11_20-03_00_00", false)
-	remoteDir := filepath.Join(t.TempDir(), "remote")
-	f, _ := NewFs(ctx, remoteDir)
-	r, err := Init(ctx, f, chunkplan.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Config.PackSize = 1 << 20
+	r, _, remoteDir := localRepo(t, ctx, 1<<20)
 	pushAll(t, ctx, r, dumps)
 	if cr, err := r.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(cr.Problems) != 0 || cr.PacksRead < 3 {
 		t.Fatalf("clean repository: %v %+v", err, cr)

@@ -191,10 +191,7 @@ func testPruneGC(t *testing.T, version int) {
 	}
 	// A protected old backup stays whatever the rules say.
 	os.WriteFile(filepath.Join(dumps, "vzdump-qemu-101-2026_11_10-01_00_00.protected"), nil, 0o644)
-	remoteDir := filepath.Join(t.TempDir(), "remote")
-	f, _ := NewFs(ctx, remoteDir)
-	r := initVersion(t, ctx, f, remoteDir, version)
-	r.Config.PackSize = 1 << 20
+	r, f, remoteDir := localRepoVersion(t, ctx, 1<<20, version)
 	pushAll(t, ctx, r, dumps)
 	checkPackNames(t, remoteDir, version)
 	before := dirSize(t, filepath.Join(remoteDir, PacksDir))
@@ -268,13 +265,11 @@ func testPruneGC(t *testing.T, version int) {
 	}
 }
 
-// initVersion creates a repository in dir (the local remote f) with
-// format version v, as a vmasync of that version would have.
-func initVersion(t *testing.T, ctx context.Context, f fs.Fs, dir string, v int) *Repository {
+// localRepoVersion is localRepo with format version v, as a vmasync of
+// that version would have created it.
+func localRepoVersion(t *testing.T, ctx context.Context, packSize, v int) (*Repository, fs.Fs, string) {
 	t.Helper()
-	if _, err := Init(ctx, f, chunkplan.DefaultParams()); err != nil {
-		t.Fatal(err)
-	}
+	_, f, dir := localRepo(t, ctx, 0)
 	b, err := os.ReadFile(filepath.Join(dir, ConfigName))
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +289,8 @@ func initVersion(t *testing.T, ctx context.Context, f fs.Fs, dir string, v int) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	r.Config.PackSize = packSize
+	return r, f, dir
 }
 
 // checkPackNames checks that every pack in the local repository dir is

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/rclone/rclone/fs"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/vma"
@@ -101,6 +102,26 @@ func pushAll(t testing.TB, ctx context.Context, r *Repository, dir string) []*Pu
 		out = append(out, res)
 	}
 	return out
+}
+
+// localRepo creates a repository in a new local directory, with packs of
+// packSize bytes (0: the default); it returns the repository, the
+// directory as an rclone Fs, and its path.
+func localRepo(t *testing.T, ctx context.Context, packSize int) (*Repository, fs.Fs, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "remote")
+	f, err := NewFs(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Init(ctx, f, chunkplan.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if packSize > 0 {
+		r.Config.PackSize = packSize
+	}
+	return r, f, dir
 }
 
 // pullBytes restores a backup into memory.
@@ -433,13 +454,7 @@ func TestPushWritesIndexInParts(t *testing.T) {
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	p1 := writeDump(t, dumps, vmSpec(21, 0), "110", "2026_11_20-01_00_00", false)
-	remoteDir := filepath.Join(t.TempDir(), "remote")
-	f, _ := NewFs(ctx, remoteDir)
-	r, err := Init(ctx, f, chunkplan.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Config.PackSize = 1 << 18
+	r, f, remoteDir := localRepo(t, ctx, 1<<18)
 	res1 := pushAll(t, ctx, r, dumps)[0]
 	objects := func() (index, all int64) {
 		filepath.Walk(remoteDir, func(p string, fi os.FileInfo, err error) error {
@@ -482,11 +497,7 @@ func TestPushWritesIndexInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Close()
-	f3, _ := NewFs(ctx, filepath.Join(t.TempDir(), "remote"))
-	r3, err := Init(ctx, f3, chunkplan.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r3, _, _ := localRepo(t, ctx, 0)
 	res3 := pushAll(t, ctx, r3, twice)[0]
 	backups, _ := r3.Backups(ctx)
 	m, err := r3.Manifest(ctx, backups[0])
