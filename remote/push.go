@@ -269,20 +269,18 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	res.ArchiveBytes = int64(m.ArchiveSize)
 	res.Chunks = len(m.Chunks)
 	res.StoredBytes, res.Packs = up.stored, up.packs
-	res.Uploaded = up.uploaded
 
-	// Index of everything this push stored, then sidecars, then the
-	// manifest that makes the backup visible.
+	// The last part of the index of everything this push stored, then
+	// sidecars, then the manifest that makes the backup visible.
 	var mbuf bytes.Buffer
 	if _, err := m.WriteTo(&mbuf); err != nil {
 		return nil, err
 	}
+	if err := up.writeIndex(ctx, up.entries); err != nil {
+		return nil, err
+	}
+	res.Uploaded = up.uploaded
 	if !opt.DryRun {
-		n, err := up.writeIndex(ctx, up.entries)
-		if err != nil {
-			return nil, err
-		}
-		res.Uploaded += n
 		for _, ext := range Sidecars {
 			b, err := os.ReadFile(strings.TrimSuffix(d.Path, dumpExt(d.Path)) + ext)
 			if errors.Is(err, os.ErrNotExist) {
@@ -498,7 +496,7 @@ func (u *uploader) run() {
 		default:
 		}
 		if full != nil {
-			if _, err := u.writeIndex(ctx, full); err != nil {
+			if err := u.writeIndex(ctx, full); err != nil {
 				u.fail(err)
 			}
 		}
@@ -511,20 +509,20 @@ func (u *uploader) run() {
 // proportion to all the new data; the rest is written at the end.
 var indexEvery = 1 << 17
 
-// writeIndex uploads entries as an index object (not in a dry run) and
-// returns its size.
-func (u *uploader) writeIndex(ctx context.Context, entries []indexEntryOf) (int64, error) {
+// writeIndex uploads entries as an index object (not in a dry run),
+// counting its bytes as uploaded.
+func (u *uploader) writeIndex(ctx context.Context, entries []indexEntryOf) error {
 	if u.dry || len(entries) == 0 {
-		return 0, nil
+		return nil
 	}
 	_, n, err := u.r.writeIndex(ctx, entries)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	u.mu.Lock()
 	u.uploaded += int64(n)
 	u.mu.Unlock()
-	return int64(n), nil
+	return nil
 }
 
 // fail records the push's first upload error and stops the push.
