@@ -12,15 +12,15 @@ import (
 )
 
 // realSample is the only public Proxmox-written VMA (see
-// shared/testdata/real/README.md): the first 538112 bytes of a 10 GiB
+// testdata/real/README.md and NOTICE): the first 538112 bytes of a 10 GiB
 // backup, so it is valid but incomplete.
-const realSample = "../../shared/testdata/real/dissect-test.vma.gz"
+const realSample = "testdata/real/dissect-test.vma.gz"
 
 func openReal(t *testing.T) io.Reader {
 	t.Helper()
 	f, err := os.Open(realSample)
 	if err != nil {
-		t.Fatalf("real sample missing (shared/ must sit beside the project): %v", err)
+		t.Fatalf("real sample missing (vma/testdata/real): %v", err)
 	}
 	t.Cleanup(func() { f.Close() })
 	z, err := gzip.NewReader(f)

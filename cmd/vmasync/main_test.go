@@ -22,12 +22,12 @@ import (
 
 // realSample is the only public Proxmox-written VMA: valid but truncated
 // (cluster 23 of drive-scsi0 is the first missing one).
-const realSample = "../../../shared/testdata/real/dissect-test.vma.gz"
+const realSample = "../../vma/testdata/real/dissect-test.vma.gz"
 
 func needReal(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(realSample); err != nil {
-		t.Fatalf("real sample missing (shared/ must sit beside the project): %v", err)
+		t.Fatalf("real sample missing (vma/testdata/real): %v", err)
 	}
 	return realSample
 }
