@@ -34,10 +34,29 @@ type gcJSONInfo struct {
 	Repacked    int   `json:"packs_repacked"`
 }
 
-func pruneCommand(e *env) *cli.Command {
+// keepFlags are the keep rules of prune (and push, which skips the dumps
+// they would remove).
+func keepFlags() []cli.Flag {
 	keep := func(name, what string) cli.Flag {
 		return &cli.IntFlag{Name: "keep-" + name, Usage: "keep the newest backup of each of the last `N` " + what}
 	}
+	return []cli.Flag{keep("last", "backups"), keep("hourly", "hours"), keep("daily", "days"), keep("weekly", "ISO weeks"),
+		keep("monthly", "months"), keep("yearly", "years")}
+}
+
+// keepRules reads the keep flags (and --keep-all where the command has it).
+func keepRules(cCtx *cli.Context) (remote.KeepRules, error) {
+	rules := remote.KeepRules{Last: cCtx.Int("keep-last"), Hourly: cCtx.Int("keep-hourly"), Daily: cCtx.Int("keep-daily"),
+		Weekly: cCtx.Int("keep-weekly"), Monthly: cCtx.Int("keep-monthly"), Yearly: cCtx.Int("keep-yearly"), All: cCtx.Bool("keep-all")}
+	for _, n := range []int{rules.Last, rules.Hourly, rules.Daily, rules.Weekly, rules.Monthly, rules.Yearly} {
+		if n < 0 {
+			return rules, usageError(cCtx.Command.Name, "keep counts must not be negative")
+		}
+	}
+	return rules, nil
+}
+
+func pruneCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "prune",
 		Usage:     "remove old backups from a remote by Proxmox's keep rules, and free their space",
@@ -54,16 +73,14 @@ func pruneCommand(e *env) *cli.Command {
 			"remaining backup uses are deleted and packs that are mostly unused\n" +
 			"(--repack-threshold) are rewritten, so that the remote shrinks. prune holds an\n" +
 			"exclusive lock: pushes wait for it (--lock-wait) and it waits for them.",
-		Flags: []cli.Flag{
-			keep("last", "backups"), keep("hourly", "hours"), keep("daily", "days"), keep("weekly", "ISO weeks"),
-			keep("monthly", "months"), keep("yearly", "years"),
+		Flags: append(keepFlags(),
 			&cli.BoolFlag{Name: "keep-all", Usage: "keep every backup (GC still runs)"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "say what would be removed and freed; change nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the decisions and the GC result as JSON on stdout"},
 			&cli.StringSliceFlag{Name: "vmid", Usage: "prune only VM `ID` (repeatable)"},
 			&cli.Float64Flag{Name: "repack-threshold", Value: 0.5, Usage: "rewrite packs whose unused share is at least `FRACTION` (0 < f <= 1)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also list the backups that are kept"},
-		},
+		),
 		Action: func(cCtx *cli.Context) error {
 			o, err := globalOpts(cCtx)
 			if err != nil {
@@ -73,12 +90,9 @@ func pruneCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			rules := remote.KeepRules{Last: cCtx.Int("keep-last"), Hourly: cCtx.Int("keep-hourly"), Daily: cCtx.Int("keep-daily"),
-				Weekly: cCtx.Int("keep-weekly"), Monthly: cCtx.Int("keep-monthly"), Yearly: cCtx.Int("keep-yearly"), All: cCtx.Bool("keep-all")}
-			for _, n := range []int{rules.Last, rules.Hourly, rules.Daily, rules.Weekly, rules.Monthly, rules.Yearly} {
-				if n < 0 {
-					return usageError("prune", "keep counts must not be negative")
-				}
+			rules, err := keepRules(cCtx)
+			if err != nil {
+				return err
 			}
 			th := cCtx.Float64("repack-threshold")
 			if th <= 0 || th > 1 {

@@ -126,11 +126,15 @@ func initCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "init",
 		Usage:     "create an empty vmasync repository on an rclone remote",
-		UsageText: "vmasync init [options] REMOTE",
+		UsageText: "vmasync init [--force] [rclone options] REMOTE",
 		Description: "init writes the repository's config object (format version, chunking\n" +
 			"parameters, compression) to REMOTE: a remote of your rclone.conf (name:path),\n" +
 			"a connection string (:sftp,host=...:path) or a local directory. push does this\n" +
-			"itself on an empty remote. See docs/repository.md for the layout.",
+			"itself on an empty remote. See docs/repository.md for the layout. A directory\n" +
+			"that holds other things is refused unless --force.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory"},
+		},
 		Action: func(cCtx *cli.Context) error {
 			o, err := globalOpts(cCtx)
 			if err != nil {
@@ -143,6 +147,9 @@ func initCommand(e *env) *cli.Command {
 			ctx, f, err := openRemote(e, cCtx, o, args[0])
 			if err != nil {
 				return err
+			}
+			if err := refuseForeignDir(ctx, f, cCtx.Bool("force")); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			r, err := remote.Init(ctx, f, chunkplan.DefaultParams())
 			if err != nil {
@@ -193,7 +200,7 @@ func pushCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "push",
 		Usage:     "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
-		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--retries N] [--compression LEVEL] [--temp-dir DIR] [rclone options] DUMPDIR REMOTE",
+		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--keep-last N] [--keep-daily N] [--keep-...] [--retries N] [--compression LEVEL] [--temp-dir DIR] [--force] [rclone options] DUMPDIR REMOTE",
 		Description: "push finds the vzdump VM backups in DUMPDIR (vzdump-qemu-<vmid>-<date>.vma,\n" +
 			".vma.zst, .vma.gz, .vma.lzo; container backups and vzdump's unfinished .dat/.tmp\n" +
 			"files are skipped), and uploads each that REMOTE does not hold yet, each VM's\n" +
@@ -209,8 +216,16 @@ func pushCommand(e *env) *cli.Command {
 			"archive size, the bytes new to the remote and shared with it, and what was\n" +
 			"uploaded after compression; --json prints one JSON document instead. A dump that\n" +
 			"fails (corrupt, network) is reported and the others still go; the exit code is\n" +
-			"then 1. Network failures are retried --retries times per dump.",
-		Flags: []cli.Flag{
+			"then 1. Network failures are retried --retries times per dump.\n\n" +
+			"An empty DUMPDIR (no vzdump VM backup in it), or a --vmid selection that\n" +
+			"matches no dump, is an error (exit 1): a nightly job that finds nothing has\n" +
+			"failed. With the keep rules of prune (--keep-last, --keep-daily, ...), push\n" +
+			"applies them to the remote's backups together with the local dumps first and\n" +
+			"skips the dumps they would remove (\"skipped: the keep rules would prune\n" +
+			"it\"), so that a backup prune removed does not come back from a dump still in\n" +
+			"DUMPDIR. push initialises an empty remote, and refuses a non-empty directory\n" +
+			"that is not a vmasync repository unless --force.",
+		Flags: append(keepFlags(),
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "read and chunk the dumps and say what would be uploaded, without uploading"},
 			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
 			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
@@ -218,9 +233,14 @@ func pushCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "compression", Value: "fastest", Usage: "zstd `LEVEL` of new chunks: fastest (about zstd -1, as Proxmox Backup Server), default (about zstd -3, as restic) or better (about zstd -7)"},
 			&cli.StringFlag{Name: "temp-dir", Usage: "`DIR` for the spill file of the streaming reorder (default: $TMPDIR or /tmp)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
-		},
+			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory that is not one"},
+		),
 		Action: func(cCtx *cli.Context) error {
 			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			rules, err := keepRules(cCtx)
 			if err != nil {
 				return err
 			}
@@ -237,24 +257,22 @@ func pushCommand(e *env) *cli.Command {
 			if err != nil {
 				return &fileError{dir, err}
 			}
+			if len(dumps) == 0 {
+				return &fileError{dir, errors.New("no vzdump VM backups (vzdump-qemu-VMID-DATE.vma[.zst|.gz|.lzo]) in this directory, nothing to push: is it the storage's dump directory, and is the storage mounted?")}
+			}
 			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
-				keep := map[string]bool{}
-				for _, id := range ids {
-					keep[id] = true
+				if dumps, err = selectDumps(dumps, ids); err != nil {
+					return &fileError{dir, err}
 				}
-				var sel []remote.Dump
-				for _, d := range dumps {
-					if keep[d.VMID] {
-						sel = append(sel, d)
-					}
-				}
-				dumps = sel
 			}
 			ctx, f, err := openRemote(e, cCtx, o, rs)
 			if err != nil {
 				return err
 			}
 			dry := cCtx.Bool("dry-run")
+			if err := refuseForeignDir(ctx, f, cCtx.Bool("force")); err != nil {
+				return fmt.Errorf("%s: %w", rs, err)
+			}
 			var r *remote.Repository
 			if dry {
 				if r, err = remote.Open(ctx, f); errors.Is(err, remote.ErrNotRepository) {
@@ -292,9 +310,21 @@ func pushCommand(e *env) *cli.Command {
 					fmt.Fprintf(e.stderr, "skipped %s\n", s)
 				}
 			}
+			pruned, err := prunedByRules(ctx, r, dumps, rules)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rs, err)
+			}
 			failed := 0
 			for _, d := range dumps {
 				j := pushJSON{Dump: d.Path, Backup: d.Stem, VMID: d.VMID}
+				if why, ok := pruned[d.Stem]; ok {
+					j.Status, j.Reason = "skipped", "skipped: the keep rules would prune it ("+rules.String()+": "+why+")"
+					results = append(results, j)
+					if !asJSON && !o.quiet {
+						printPush(e.stdout, j)
+					}
+					continue
+				}
 				var res *remote.PushResult
 				var err error
 				for attempt := 1; ; attempt++ {
@@ -347,8 +377,6 @@ func pushCommand(e *env) *cli.Command {
 				if err := enc.Encode(map[string]any{"remote": rs, "dry_run": dry, "dumps": results, "skipped": notes, "failed": failed}); err != nil {
 					return err
 				}
-			} else if len(dumps) == 0 && !o.quiet {
-				fmt.Fprintf(e.stderr, "no vzdump VM backups in %s\n", dir)
 			}
 			if failed > 0 {
 				return reportedError{}
@@ -356,6 +384,94 @@ func pushCommand(e *env) *cli.Command {
 			return nil
 		},
 	})
+}
+
+// selectDumps keeps the dumps of the VM ids; a selection that matches no
+// dump is an error.
+func selectDumps(dumps []remote.Dump, ids []string) ([]remote.Dump, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var sel []remote.Dump
+	var have []string
+	for _, d := range dumps {
+		if want[d.VMID] {
+			sel = append(sel, d)
+		}
+		if len(have) == 0 || have[len(have)-1] != d.VMID {
+			have = append(have, d.VMID)
+		}
+	}
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("no dump of VM %s in this directory, nothing to push (it holds dumps of VM %s)", strings.Join(ids, ", "), strings.Join(have, ", "))
+	}
+	return sel, nil
+}
+
+// prunedByRules applies the keep rules to the remote's backups together
+// with the dumps the remote does not hold yet, and returns the dumps (by
+// stem) the rules would remove, with the reason: pushing them would only
+// bring back what prune removed (or will remove next).
+func prunedByRules(ctx context.Context, r *remote.Repository, dumps []remote.Dump, rules remote.KeepRules) (map[string]string, error) {
+	out := map[string]string{}
+	if rules.All || rules == (remote.KeepRules{}) || len(dumps) == 0 {
+		return out, nil
+	}
+	all, err := r.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	onRemote := map[string]bool{}
+	for _, b := range all {
+		onRemote[b.Name] = true
+	}
+	local := map[string]bool{}
+	for _, d := range dumps {
+		if onRemote[d.Stem] || local[d.Stem] {
+			continue
+		}
+		local[d.Stem] = true
+		_, err := os.Stat(filepath.Join(filepath.Dir(d.Path), d.Stem+".protected"))
+		all = append(all, remote.Backup{VMID: d.VMID, Name: d.Stem, Stamp: d.Stamp, Time: d.Time, Protected: err == nil})
+	}
+	for _, m := range remote.MarkBackups(all, rules) {
+		if !m.Keep && local[m.Backup.Name] {
+			out[m.Backup.Name] = m.Reason
+		}
+	}
+	return out, nil
+}
+
+// refuseForeignDir refuses to create a repository in a remote directory
+// that holds other things (a typo in the path, the wrong remote) unless
+// force: only when there is no config object yet.
+func refuseForeignDir(ctx context.Context, f fs.Fs, force bool) error {
+	if force {
+		return nil
+	}
+	if ok, err := fs.FileExists(ctx, f, remote.ConfigName); err != nil || ok {
+		return err
+	}
+	entries, err := f.List(ctx, "")
+	if errors.Is(err, fs.ErrorDirNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("not empty and not a vmasync repository (%s, e.g. %s): refusing to create a repository here; use an empty directory, or --force", count(len(entries), "entry", "entries"), entries[0].Remote())
+	}
+	return nil
+}
+
+// count is "1 backup", "2 backups".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
