@@ -1,13 +1,15 @@
 // Package asyncwrite overlaps writing with producing: a Writer copies what
-// it is given into buffers that a goroutine of its own writes out, as
-// zstd's asynchronous output does, so that a single-threaded producer
-// (decoding, reordering) does not wait for each write system call.
+// it is given into the buffers of an internal/pipe that a goroutine of its
+// own writes out, as zstd's asynchronous output does, so that a
+// single-threaded producer (decoding, reordering) does not wait for each
+// write system call.
 package asyncwrite
 
 import (
 	"errors"
 	"io"
-	"sync"
+
+	"github.com/vmasync/vmasync/internal/pipe"
 )
 
 // Writer buffers writes to an underlying io.Writer, which a goroutine of
@@ -15,14 +17,9 @@ import (
 // returned by a later Write or by Close. Close must be called to flush and
 // to stop the goroutine.
 type Writer struct {
-	w      io.Writer
-	size   int
-	cur    []byte
-	free   chan []byte
-	full   chan []byte
+	pw     *pipe.Writer
 	done   chan struct{}
-	mu     sync.Mutex
-	err    error // the underlying writer's first error
+	err    error // the underlying writer's first error, set before done closes
 	closed bool
 }
 
@@ -31,33 +28,16 @@ var ErrClosed = errors.New("asyncwrite: write after close")
 
 // NewWriter returns a Writer with n buffers (at least 2) of size bytes.
 func NewWriter(w io.Writer, size, n int) *Writer {
-	n = max(n, 2)
-	a := &Writer{w: w, size: max(size, 1), free: make(chan []byte, n), full: make(chan []byte, n), done: make(chan struct{})}
-	for range n {
-		a.free <- nil // allocated on first use
-	}
-	go a.run()
-	return a
-}
-
-func (a *Writer) run() {
-	defer close(a.done)
-	for b := range a.full {
-		if a.failed() == nil {
-			if _, err := a.w.Write(b); err != nil {
-				a.mu.Lock()
-				a.err = err
-				a.mu.Unlock()
-			}
+	pr, pw := pipe.New(size, max(n, 2))
+	a := &Writer{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		if _, err := pr.WriteTo(w); err != nil {
+			a.err = err
+			pr.CloseWithError(err) // later Writes fail with err
 		}
-		a.free <- b[:0]
-	}
-}
-
-func (a *Writer) failed() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
+	}()
+	return a
 }
 
 // Write copies p into the buffers; it blocks only while every buffer is
@@ -66,26 +46,7 @@ func (a *Writer) Write(p []byte) (int, error) {
 	if a.closed {
 		return 0, ErrClosed
 	}
-	if err := a.failed(); err != nil {
-		return 0, err
-	}
-	n := 0
-	for len(p) > 0 {
-		if a.cur == nil {
-			a.cur = <-a.free
-			if a.cur == nil {
-				a.cur = make([]byte, 0, a.size)
-			}
-		}
-		k := copy(a.cur[len(a.cur):cap(a.cur)], p)
-		a.cur = a.cur[:len(a.cur)+k]
-		p, n = p[k:], n+k
-		if len(a.cur) == cap(a.cur) {
-			a.full <- a.cur
-			a.cur = nil
-		}
-	}
-	return n, nil
+	return a.pw.Write(p)
 }
 
 // Close writes what is buffered, waits for the goroutine and returns the
@@ -93,12 +54,8 @@ func (a *Writer) Write(p []byte) (int, error) {
 func (a *Writer) Close() error {
 	if !a.closed {
 		a.closed = true
-		if len(a.cur) > 0 {
-			a.full <- a.cur
-			a.cur = nil
-		}
-		close(a.full)
-		<-a.done
+		a.pw.Close()
 	}
-	return a.failed()
+	<-a.done
+	return a.err
 }
