@@ -177,7 +177,6 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	optDone := make(chan error, 1)
 	go func() {
 		o := opt.Optimize
-		o.Context = ctx
 		if opt.Progress != nil {
 			o.Progress = func(read int64) {
 				fileRead := read // a plain dump is read as it is
@@ -187,7 +186,7 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 				opt.Progress(read, fileRead)
 			}
 		}
-		res, err := vma.Optimize(hashWriter{pw, whole}, src, o)
+		res, err := vma.Optimize(ctx, hashWriter{pw, whole}, src, o)
 		optRes = res
 		pw.CloseWithError(err)
 		optDone <- err

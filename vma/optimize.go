@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/bits"
 	"os"
 	"slices"
@@ -20,18 +21,28 @@ type OptimizeOptions struct {
 	// TempDir is where the spill file goes (default os.TempDir()). The file
 	// is unlinked as soon as it is created, so nothing is left behind.
 	TempDir string
-	// Progress, if set, is called now and then with the input bytes read.
+	// Progress, if set, is called now and then with the archive bytes
+	// read so far (uncompressed: a caller that shows a percentage of a
+	// compressed file must take its position from where it reads the
+	// file, not from this count).
 	Progress func(read int64)
-	// Context, if set, stops the work when it is done.
-	Context context.Context
 }
 
 // canceled returns the context's error, if any.
-func (o *OptimizeOptions) canceled() error {
-	if o.Context != nil && o.Context.Err() != nil {
-		return context.Cause(o.Context)
+func canceled(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	return nil
+}
+
+// File is an archive that Optimize can read twice: indexed first, then
+// read back in output order with positioned reads. *os.File is one.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	Stat() (fs.FileInfo, error)
 }
 
 // OptimizeResult reports what Optimize did.
@@ -60,22 +71,27 @@ type OptimizeResult struct {
 // check of Reader, including completeness); on error the output is
 // incomplete and must be discarded.
 //
-// If src is a regular *os.File positioned at its start, it is indexed first
-// and read back in output order with positioned reads (memory: 16 bytes
-// per stored non-zero cluster). Otherwise clusters that arrive early are held in a
-// bounded window and spilled to a temporary file beyond it.
-func Optimize(dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
+// If src is a File (such as an *os.File) of a regular file positioned at
+// its start, it is indexed first and read back in output order with
+// positioned reads (memory: 16 bytes per stored non-zero cluster).
+// Otherwise clusters that arrive early are held in a bounded window and
+// spilled to a temporary file beyond it. Optimize stops with ctx's cause
+// when ctx is done.
+func Optimize(ctx context.Context, dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
 	if opt.Window <= 0 {
 		opt.Window = 32 << 20
 	}
-	if f, ok := src.(*os.File); ok {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if f, ok := src.(File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 			if pos, err := f.Seek(0, io.SeekCurrent); err == nil && pos == 0 {
-				return optimizeFile(dst, f, st.Size(), opt)
+				return optimizeFile(ctx, dst, f, st.Size(), opt)
 			}
 		}
 	}
-	return optimizeStream(dst, src, opt)
+	return optimizeStream(ctx, dst, src, opt)
 }
 
 // canonicalHeader returns the optimized header and the map from input
@@ -129,7 +145,7 @@ func (x *locIndex) get(c uint32) uint64 {
 const maxLocOffset = 1<<48 - 1
 
 // optimizeFile is the exact two-pass reorder of a seekable archive.
-func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*OptimizeResult, error) {
+func optimizeFile(ctx context.Context, dst io.Writer, f File, size int64, opt OptimizeOptions) (*OptimizeResult, error) {
 	vr, err := NewIndexReader(f, size)
 	if err != nil {
 		return nil, err
@@ -186,7 +202,7 @@ func optimizeFile(dst io.Writer, f *os.File, size int64, opt OptimizeOptions) (*
 			}
 			read += int64(n)
 			if num%256 == 0 {
-				if err := opt.canceled(); err != nil {
+				if err := canceled(ctx); err != nil {
 					return nil, err
 				}
 				if opt.Progress != nil {
@@ -222,7 +238,7 @@ type streamDev struct {
 
 // optimizeStream reorders a non-seekable archive with a bounded memory
 // window and a spill file.
-func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *OptimizeResult, err error) {
+func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt OptimizeOptions) (res *OptimizeResult, err error) {
 	vr, err := NewReader(src)
 	if err != nil {
 		return nil, err
@@ -327,7 +343,7 @@ func optimizeStream(dst io.Writer, src io.Reader, opt OptimizeOptions) (res *Opt
 		}
 		if c.Extent != lastExt {
 			lastExt = c.Extent
-			if err := opt.canceled(); err != nil {
+			if err := canceled(ctx); err != nil {
 				return nil, err
 			}
 			if opt.Progress != nil {
@@ -464,3 +480,31 @@ func (o *orderCheck) see(dev int, num uint32) {
 }
 
 func (o *orderCheck) inOrder() bool { return !o.disorder }
+
+// IsOptimized reads the index of the archive in f (headers only, seeking
+// over the data) and reports whether it is in Optimize's form: it carries
+// OptimizedUUID and stores its clusters in device order. f is left at
+// its start.
+func IsOptimized(f io.ReadSeeker, size int64) (bool, error) {
+	defer f.Seek(0, io.SeekStart)
+	vr, err := NewIndexReader(f, size)
+	if err != nil {
+		return false, err
+	}
+	if vr.Header().UUID != OptimizedUUID {
+		return false, nil
+	}
+	var order orderCheck
+	for {
+		c, err := vr.Next()
+		if err == io.EOF {
+			return order.inOrder(), nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if order.see(c.DevID, c.Num); !order.inOrder() {
+			return false, nil
+		}
+	}
+}

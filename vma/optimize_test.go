@@ -2,6 +2,7 @@ package vma
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -70,14 +71,14 @@ func TestOptimizeDeterministic(t *testing.T) {
 		os.WriteFile(p, arch, 0o600)
 		f, _ := os.Open(p)
 		var viaFile bytes.Buffer
-		res, err := Optimize(&viaFile, f, OptimizeOptions{})
+		res, err := Optimize(context.Background(), &viaFile, f, OptimizeOptions{})
 		f.Close()
 		if err != nil || !res.TwoPass || res.WasInOrder {
 			t.Fatalf("file: %v %+v", err, res)
 		}
 		// Through a stream with a tiny window: spills.
 		var viaStream bytes.Buffer
-		res, err = Optimize(&viaStream, io.MultiReader(bytes.NewReader(arch)), OptimizeOptions{Window: 256 << 10, TempDir: t.TempDir()})
+		res, err = Optimize(context.Background(), &viaStream, io.MultiReader(bytes.NewReader(arch)), OptimizeOptions{Window: 256 << 10, TempDir: t.TempDir()})
 		if err != nil || res.TwoPass || res.SpilledBytes == 0 {
 			t.Fatalf("stream: %v %+v", err, res)
 		}
@@ -111,7 +112,7 @@ func TestOptimizeInputTruncatedMidway(t *testing.T) {
 	}
 	defer f.Close()
 	truncated := false
-	_, err = Optimize(io.Discard, f, OptimizeOptions{Progress: func(int64) {
+	_, err = Optimize(context.Background(), io.Discard, f, OptimizeOptions{Progress: func(int64) {
 		if !truncated {
 			truncated = true
 			if err := os.Truncate(p, 20000); err != nil {

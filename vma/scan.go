@@ -59,6 +59,10 @@ type ScanOptions struct {
 	// AllowIncomplete accepts archives with missing clusters (reported in
 	// Info) instead of failing, as Proxmox's `vma verify` does.
 	AllowIncomplete bool
+	// Header, if set, is called with the archive header as soon as it has
+	// been read and checked, before any cluster (e.g. to print it while
+	// the rest is still being read).
+	Header func(h *Header)
 	// Progress, if set, is called after each extent with the archive bytes
 	// read so far.
 	Progress func(offset int64)
@@ -74,6 +78,9 @@ func Scan(r io.Reader, opt ScanOptions) (*Info, error) {
 	vr.AllowIncomplete()
 	vr.DiscardData()
 	info := &Info{Header: *vr.Header()}
+	if opt.Header != nil {
+		opt.Header(&info.Header)
+	}
 	var order orderCheck
 	stats := make(map[int]*DeviceStats)
 	for i := range info.Header.Devices {

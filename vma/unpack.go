@@ -35,6 +35,9 @@ type UnpackOptions struct {
 	// Devices limits extraction to the named devices (all when empty).
 	// Configs are always written.
 	Devices []string
+	// Header, if set, is called with the archive header as soon as it
+	// has been read and checked.
+	Header func(h *Header)
 	// Progress, if set, is called now and then with the archive bytes
 	// read so far.
 	Progress func(offset int64)
@@ -58,6 +61,9 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 	}
 	vr.AllowIncomplete() // checked below, for the extracted devices only
 	h := vr.Header()
+	if opt.Header != nil {
+		opt.Header(h)
+	}
 
 	// Decide every output name before touching the file system.
 	type output struct {

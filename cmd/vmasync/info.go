@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -41,7 +42,7 @@ func infoCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			info, in, err := scanFile(e, o, args[0], true, nil)
+			info, in, err := scanFile(e, o, args[0], true, scanHooks{})
 			if err != nil {
 				return err
 			}
@@ -61,34 +62,34 @@ type scanned struct {
 	compression string
 }
 
-// scanFile runs vma.Scan over one input with a progress display. onExtent,
-// if set, is called with the archive offset after each extent.
-func scanFile(e *env, o opts, path string, allowIncomplete bool, onExtent func(int64)) (*vma.Info, scanned, error) {
-	return scanFileWith(e, o, path, allowIncomplete, onExtent, nil)
+// scanHooks are called while scanFile reads an archive.
+type scanHooks struct {
+	opened func(*input.Input) // with the opened input
+	header func(*vma.Header)  // with the header, before any cluster
+	extent func(offset int64) // after each extent, with the archive offset
 }
 
-// scanFileWith is scanFile with wrap, if set, put around the decompressed
-// input.
-func scanFileWith(e *env, o opts, path string, allowIncomplete bool, onExtent func(int64), wrap func(io.Reader, *input) io.Reader) (*vma.Info, scanned, error) {
+// scanFile runs vma.Scan over one input with a progress display.
+func scanFile(e *env, o opts, path string, allowIncomplete bool, hooks scanHooks) (*vma.Info, scanned, error) {
 	name := displayName(path)
 	in, err := openInput(e, path)
 	if err != nil {
 		return nil, scanned{}, &fileError{name, err}
 	}
 	defer in.Close()
-	sc := scanned{compression: string(in.format)}
-	p := newProgress(e, o, name)
-	p.setTotal(in.total, in.pos)
-	r := in.r
-	if wrap != nil {
-		r = wrap(r, in)
+	if hooks.opened != nil {
+		hooks.opened(in)
 	}
-	info, err := vma.Scan(r, vma.ScanOptions{
+	sc := scanned{compression: string(in.Format)}
+	p := newProgress(e, o, name)
+	show := in.Track(p.show)
+	info, err := vma.Scan(in, vma.ScanOptions{
 		AllowIncomplete: allowIncomplete,
+		Header:          hooks.header,
 		Progress: func(off int64) {
-			p.update(off)
-			if onExtent != nil {
-				onExtent(off)
+			show(off)
+			if hooks.extent != nil {
+				hooks.extent(off)
 			}
 		},
 	})

@@ -3,9 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/internal/output"
+	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -25,7 +26,8 @@ func optimizeCommand(e *env) *cli.Command {
 			"is read (every check of `vmasync verify`); on any error no output is left.\n\n" +
 			"Without DST, SRC is replaced: the output is written to a temporary file beside\n" +
 			"it, synced, and renamed over SRC only when complete. An SRC that is already\n" +
-			"optimized is left alone unless --force is given. DST - writes stdout, e.g.\n" +
+			"optimized is left alone unless --force is given. An existing DST file is\n" +
+			"replaced only with --force. DST - writes stdout, e.g.\n" +
 			"  vmasync optimize dump.vma.zst - | restic backup --stdin --stdin-filename dump.vma\n\n" +
 			"A plain SRC file is indexed first and read back with positioned reads. Other\n" +
 			"input (stdin, .zst, .gz, .lzo) is reordered as a stream: clusters that arrive\n" +
@@ -35,7 +37,7 @@ func optimizeCommand(e *env) *cli.Command {
 			"bytes from restic, borg and rdiff; keep the output uncompressed when it goes to\n" +
 			"a deduplicating store.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "rewrite SRC even if it is already optimized"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "rewrite SRC even if it is already optimized; replace an existing DST"},
 			&cli.StringFlag{Name: "compress", Usage: "compress the output: `ALGO` is zstd (defeats deduplication downstream)"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a stream before spilling, in `BYTES`"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was done"},
@@ -63,30 +65,33 @@ func optimizeCommand(e *env) *cli.Command {
 			if src == "-" && dst == "" {
 				return usageError("optimize", "reading stdin needs a DST (a file, or - for stdout)")
 			}
-			if src == "-" && isTerminal(e.stdin) {
-				return &fileError{"stdin", errors.New("refusing to read an archive from a terminal (pipe or redirect it into stdin)")}
-			}
 			if dst == "-" && isTerminal(e.stdout) {
 				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
 			}
-			if dst != "" && dst != "-" {
-				if st, err := os.Stat(dst); err == nil && st.IsDir() {
-					return &fileError{dst, errors.New("is a directory")}
+			if dst != "" {
+				if err := output.Check(dst, output.Options{Force: cCtx.Bool("force")}); err != nil {
+					return err
 				}
 			}
-			p := newProgress(e, o, "optimize "+displayName(src))
-			if st, err := os.Stat(src); err == nil && src != "-" && st.Mode().IsRegular() {
-				p.setTotal(st.Size(), nil)
+			in, err := openInput(e, src)
+			if err != nil {
+				return &fileError{displayName(src), err}
 			}
-			res, err := vma.OptimizeFile(src, dst, vma.OptimizeFileOptions{
-				OptimizeOptions: vma.OptimizeOptions{Window: cCtx.Int64("window"), Progress: p.update, Context: e.ctx},
-				Force:           cCtx.Bool("force"),
-				Compress:        cCtx.String("compress"),
-				Stdout:          e.stdout,
-				Stdin:           e.stdin,
+			defer in.Close()
+			p := newProgress(e, o, "optimize "+displayName(src))
+			res, err := vmafile.Optimize(e.ctx, in, dst, vmafile.OptimizeOptions{
+				Window:   cCtx.Int64("window"),
+				Force:    cCtx.Bool("force"),
+				Compress: cCtx.String("compress"),
+				Stdout:   e.stdout,
+				Progress: p.show,
 			})
 			p.done()
 			if err != nil {
+				var oe *output.Error
+				if errors.As(err, &oe) {
+					return err // names the output
+				}
 				return &fileError{displayName(src), err}
 			}
 			w := e.stderr

@@ -3,13 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/vmasync/vmasync/internal/atomicfile"
+	"github.com/vmasync/vmasync/internal/output"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -82,20 +81,14 @@ func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbo
 		return &fileError{dir, errors.New("not a directory")}
 	}
 	if out != "-" {
-		// An existing device or FIFO (/dev/null, a named pipe) is written
-		// in place by atomicfile; a regular file is replaced only with
-		// --force.
-		if st, err := os.Stat(out); err == nil {
-			if st.IsDir() {
-				return &fileError{out, errors.New("is a directory")}
-			}
-			if st.Mode().IsRegular() && !force {
-				return &fileError{out, errors.New("already exists (use --force to replace it)")}
-			}
+		if err := output.Check(out, output.Options{Force: force}); err != nil {
+			return err
 		}
 		if inside(dir, out) {
 			return &fileError{out, fmt.Errorf("must not be inside the directory being packed (%s)", dir)}
 		}
+	} else if isTerminal(e.stdout) {
+		return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
 	}
 
 	p := newProgress(e, o, "pack "+dir)
@@ -110,35 +103,23 @@ func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbo
 	}
 	popt.Progress = p.update
 
-	var written int64
-	if out == "-" {
-		if isTerminal(e.stdout) {
-			return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
-		}
-		cw := &countWriter{w: &ctxWriter{ctx: e.ctx, w: e.stdout}}
-		err := vma.Pack(dir, cw, popt)
-		p.done()
-		if err != nil {
-			return cw.blame(err, dir, outName)
-		}
-		written = cw.n
-	} else {
-		f, err := atomicfile.Create(out, 0o644)
-		if err != nil {
-			return &fileError{out, err}
-		}
-		defer f.Abort()
-		cw := &countWriter{w: &ctxWriter{ctx: e.ctx, w: f}}
-		err = vma.Pack(dir, cw, popt)
-		p.done()
-		if err != nil {
-			return cw.blame(err, dir, outName)
-		}
-		if err := f.Commit(); err != nil {
-			return &fileError{out, err}
-		}
-		written = cw.n
+	w, err := output.Create(e.ctx, out, output.Options{Force: force, Stdout: e.stdout})
+	if err != nil {
+		return err
 	}
+	defer w.Abort()
+	err = vma.Pack(dir, w, popt)
+	p.done()
+	if err != nil {
+		if w.WriteErr() != nil && errors.Is(err, w.WriteErr()) {
+			return &fileError{outName, err}
+		}
+		return &fileError{dir, err}
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	written := w.Written()
 	if verbose {
 		w := e.stdout
 		if out == "-" {
@@ -165,30 +146,4 @@ func inside(dir, path string) bool {
 		pd = rp
 	}
 	return pd == d
-}
-
-// countWriter counts the bytes written through it and keeps the first
-// write error.
-type countWriter struct {
-	w   io.Writer
-	n   int64
-	err error
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	return n, err
-}
-
-// blame names the output in a Pack error caused by writing it, else the
-// input directory.
-func (c *countWriter) blame(err error, dir, out string) error {
-	if c.err != nil && errors.Is(err, c.err) {
-		return &fileError{out, err}
-	}
-	return &fileError{dir, err}
 }

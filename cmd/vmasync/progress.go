@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/vmasync/vmasync/internal/input"
 )
 
 // progress draws a one-line progress display on stderr with \r: bytes
@@ -66,6 +68,17 @@ func (p *progress) setTotal(total int64, pos func() int64) {
 	p.mu.Lock()
 	p.total, p.pos = total, pos
 	p.mu.Unlock()
+}
+
+// show records an input's progress: the bar is its position in the
+// stored (compressed) stream against that stream's size, the byte count
+// what the codec has read.
+func (p *progress) show(pr input.Progress) {
+	if p == nil || !p.on {
+		return
+	}
+	p.setTotal(pr.Size, func() int64 { return pr.Pos })
+	p.update(pr.Read)
 }
 
 // update records that n bytes have been processed so far.

@@ -15,12 +15,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/rclone/rclone/fs"
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmasync/vmasync/chunkplan"
-	"github.com/vmasync/vmasync/internal/atomicfile"
+	"github.com/vmasync/vmasync/internal/output"
 	"github.com/vmasync/vmasync/remote"
 	"github.com/vmasync/vmasync/vma"
 )
@@ -569,7 +568,7 @@ func pullCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "pull",
 		Usage:     "rebuild a backup from a remote as a VMA file that Proxmox restores",
-		UsageText: "vmasync pull [--compress zstd] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
+		UsageText: "vmasync pull [--compress zstd] [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
 		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
 			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
 			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with the\n" +
@@ -578,9 +577,11 @@ func pullCommand(e *env) *cli.Command {
 			"  vmasync pull REMOTE 105@latest - | qmrestore - 105\n" +
 			"TIME is the vzdump time stamp (2026_11_21-01_00_02), a date-time\n" +
 			"(2026-11-21T01:00:02) or a unique prefix of one; without it, the newest backup.\n" +
-			"The file appears only when complete.",
+			"The file appears only when complete. Existing files (the archive or the\n" +
+			"files pushed with it) are replaced only with --force.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing files"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was written"},
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -606,6 +607,12 @@ func pullCommand(e *env) *cli.Command {
 			}
 			if dest == "-" && isTerminal(e.stdout) {
 				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
+			}
+			out := output.Options{Force: cCtx.Bool("force"), Compress: comp, Stdout: e.stdout}
+			if st, err := os.Stat(dest); dest != "-" && (err != nil || !st.IsDir()) {
+				if err := output.Check(dest, out); err != nil {
+					return fmt.Errorf("pull: %w", err)
+				}
 			}
 			ctx, r, err := openRepo(e, cCtx, o, args[0])
 			if err != nil {
@@ -641,27 +648,42 @@ func pullCommand(e *env) *cli.Command {
 					dest, toDir = filepath.Join(dest, name), true
 				}
 			}
+			// Every file pull writes is checked before the download.
+			sides := map[string]string{} // sidecar extension → path
+			paths := []string{dest}
+			if toDir {
+				for _, ext := range remote.Sidecars {
+					if _, ok := b.Sidecars[ext]; ok {
+						sides[ext] = filepath.Join(filepath.Dir(dest), b.Name+ext)
+						paths = append(paths, sides[ext])
+					}
+				}
+			}
+			for _, path := range paths {
+				if err := output.Check(path, out); err != nil {
+					return fmt.Errorf("pull: %w", err)
+				}
+			}
 			p := newProgress(e, o, "pull "+b.Name)
 			p.setTotal(int64(m.ArchiveSize), nil)
-			err = writeOutput(e, dest, comp, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
+			err = writeOutput(ctx, dest, out, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
 			p.done()
 			if err != nil {
 				return fmt.Errorf("pull %s: %w", b.Name, err)
 			}
-			if toDir {
-				for _, ext := range remote.Sidecars {
-					obj, ok := b.Sidecars[ext]
-					if !ok {
-						continue
-					}
-					data, err := r.Object(ctx, obj)
-					if err != nil {
-						return err
-					}
-					side := filepath.Join(filepath.Dir(dest), b.Name+ext)
-					if err := writeOutput(e, side, "", func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
-						return err
-					}
+			for _, ext := range remote.Sidecars {
+				side, ok := sides[ext]
+				if !ok {
+					continue
+				}
+				data, err := r.Object(ctx, b.Sidecars[ext])
+				if err != nil {
+					return err
+				}
+				sopt := out
+				sopt.Compress = ""
+				if err := writeOutput(ctx, side, sopt, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+					return fmt.Errorf("pull: %w", err)
 				}
 			}
 			if o.verbose {
@@ -672,41 +694,18 @@ func pullCommand(e *env) *cli.Command {
 	})
 }
 
-// writeOutput writes to stdout ("-") or atomically to the file dest,
-// optionally zstd-compressed.
-func writeOutput(e *env, dest, comp string, fill func(io.Writer) error) error {
-	var w io.Writer
-	var af *atomicfile.File
-	if dest == "-" {
-		w = e.stdout
-	} else {
-		var err error
-		if af, err = atomicfile.Create(dest, 0o644); err != nil {
-			return &fileError{dest, err}
-		}
-		defer af.Abort()
-		w = af
+// writeOutput writes dest through internal/output (stdout for "-", else
+// a file that appears only when complete): fill writes the content.
+func writeOutput(ctx context.Context, dest string, opt output.Options, fill func(io.Writer) error) error {
+	w, err := output.Create(ctx, dest, opt)
+	if err != nil {
+		return err
 	}
-	var zw *zstd.Encoder
-	if comp == "zstd" {
-		var err error
-		if zw, err = zstd.NewWriter(w); err != nil {
-			return err
-		}
-		w = zw
-	}
+	defer w.Abort()
 	if err := fill(w); err != nil {
 		return err
 	}
-	if zw != nil {
-		if err := zw.Close(); err != nil {
-			return err
-		}
-	}
-	if af != nil {
-		return af.Commit()
-	}
-	return nil
+	return w.Commit()
 }
 
 // readDataFlag is check's --read-data[=PERCENT]: alone it means 100.

@@ -15,8 +15,9 @@ import (
 	"github.com/restic/chunker"
 	"github.com/urfave/cli/v2"
 	"github.com/vmasync/vmasync/chunkplan"
-	"github.com/vmasync/vmasync/internal/atomicfile"
 	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/input"
+	"github.com/vmasync/vmasync/internal/output"
 	"github.com/vmasync/vmasync/internal/report"
 )
 
@@ -61,9 +62,9 @@ func reportInput(e *env, path string) (report.Input, func(), error) {
 	if err != nil {
 		return in, nil, &fileError{path, err}
 	}
-	in.R = ai.r
+	in.R = ai
 	closeAll := func() { ai.Close() }
-	if ai.format == decompress.Plain {
+	if ai.Format == decompress.Plain {
 		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
 			if f2, err := os.Open(path); err == nil {
 				in.File = f2
@@ -379,13 +380,14 @@ func manifestCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "manifest",
 		Usage:     "save the chunk manifest of an archive for later reports",
-		UsageText: "vmasync manifest [--polynomial HEX] -o OUT FILE",
+		UsageText: "vmasync manifest [--polynomial HEX] [--force] -o OUT FILE",
 		ArgsUsage: "FILE",
 		Description: "manifest optimizes FILE as a stream (it may be compressed; - reads stdin),\n" +
 			"splits the optimized bytes into content-defined chunks and writes their\n" +
 			"SHA-256 hashes and lengths, with the devices and backup time, to OUT\n" +
 			"(format: docs/manifest.md). OUT is written under a temporary name and\n" +
-			"renamed when complete. 'vmasync report OUT B' then compares a later backup B\n" +
+			"renamed when complete; an existing OUT is replaced only with --force.\n" +
+			"'vmasync report OUT B' then compares a later backup B\n" +
 			"with it without the archive. The chunk sizes are vmasync's own (min 4 KiB,\n" +
 			"average bits 12, max 64 KiB); --polynomial HEX makes it restic's sizes with a\n" +
 			"restic repository's polynomial instead, for the 'restic optimized' column.",
@@ -393,6 +395,7 @@ func manifestCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT` (required)"},
 			&cli.StringFlag{Name: "polynomial", Usage: "use restic's chunk sizes with this restic repository polynomial, `HEX`"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a streamed archive, in `BYTES`"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace OUT if it exists"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -422,19 +425,19 @@ func manifestCommand(e *env) *cli.Command {
 			if out == "-" {
 				return usageError("manifest", "-o needs a file name")
 			}
-			if st, err := os.Stat(out); err == nil && st.IsDir() {
-				return &fileError{out, errors.New("is a directory")}
+			if err := output.Check(out, output.Options{Force: cCtx.Bool("force")}); err != nil {
+				return err
 			}
 			ai, err := openInput(e, src)
 			if err != nil {
 				return &fileError{displayName(src), err}
 			}
 			defer ai.Close()
-			in := report.Input{Name: filepath.Base(src), R: ai.r}
+			in := report.Input{Name: filepath.Base(src), R: ai}
 			if src == "-" {
 				in.Name = "stdin"
 			}
-			if ai.format == decompress.Plain && src != "-" {
+			if ai.Format == decompress.Plain && src != "-" {
 				if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
 					if f2, err := os.Open(src); err == nil {
 						defer f2.Close()
@@ -443,12 +446,13 @@ func manifestCommand(e *env) *cli.Command {
 				}
 			}
 			p := newProgress(e, o, "manifest "+displayName(src))
+			progress := ai.Track(p.show)
 			if in.File != nil {
-				p.setTotal(ai.total, nil) // the optimizer's input count
-			} else {
-				p.setTotal(ai.total, ai.pos)
+				// The optimizer reads the plain file itself, not through
+				// ai: its count is the position in the file.
+				progress = func(read int64) { p.show(input.Progress{Read: read, Pos: read, Size: ai.Size()}) }
 			}
-			m, err := report.BuildManifest(in, params, report.Options{Window: cCtx.Int64("window"), Context: e.ctx, Progress: p.update})
+			m, err := report.BuildManifest(in, params, report.Options{Window: cCtx.Int64("window"), Context: e.ctx, Progress: progress})
 			p.done()
 			if err != nil {
 				return &fileError{displayName(src), err}
@@ -456,9 +460,9 @@ func manifestCommand(e *env) *cli.Command {
 			if mm := vmidPattern.FindStringSubmatch(filepath.Base(src)); mm != nil {
 				m.VMID = mm[1]
 			}
-			f, err := atomicfile.Create(out, 0o644)
+			f, err := output.Create(e.ctx, out, output.Options{Force: cCtx.Bool("force")})
 			if err != nil {
-				return &fileError{out, err}
+				return err
 			}
 			defer f.Abort()
 			n, err := m.WriteTo(f)
@@ -466,6 +470,10 @@ func manifestCommand(e *env) *cli.Command {
 				err = f.Commit()
 			}
 			if err != nil {
+				var oe *output.Error
+				if errors.As(err, &oe) {
+					return err
+				}
 				return &fileError{out, err}
 			}
 			if o.verbose {

@@ -52,20 +52,19 @@ func unpackCommand(e *env) *cli.Command {
 				return &fileError{name, err}
 			}
 			defer in.Close()
-			src, capture := in.r, (*headerCapture)(nil)
-			if verbose {
-				capture = &headerCapture{r: in.r}
-				src = capture
-			}
+			var hdr *vma.Header
 			p := newProgress(e, o, name)
-			p.setTotal(in.total, in.pos)
-			err = vma.Unpack(src, dir, vma.UnpackOptions{Devices: devices, Progress: p.update})
+			err = vma.Unpack(in, dir, vma.UnpackOptions{
+				Devices:  devices,
+				Header:   func(h *vma.Header) { hdr = h },
+				Progress: in.Track(p.show),
+			})
 			p.done()
 			if err != nil {
 				return &fileError{name, err}
 			}
 			if verbose {
-				listUnpacked(e, dir, capture.header(), devices)
+				listUnpacked(e, dir, hdr, devices)
 			}
 			return nil
 		},

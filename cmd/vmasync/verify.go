@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -80,16 +78,15 @@ func verifyOne(e *env, o opts, path string, verbose, proxmox bool) error {
 		vl = &verboseLog{e: e, start: time.Now()}
 		o.progress = "never" // the progress lines replace the \r display
 	}
-	var onExtent func(int64)
-	var wrap func(io.Reader, *input) io.Reader
+	var hooks scanHooks
 	if vl != nil {
-		onExtent = vl.extent
-		wrap = func(r io.Reader, in *input) io.Reader {
-			vl.capture, vl.in = &headerCapture{r: r}, in
-			return vl.capture
+		hooks = scanHooks{
+			opened: func(in *input.Input) { vl.in = in },
+			header: func(h *vma.Header) { vl.hdr = h },
+			extent: vl.extent,
 		}
 	}
-	info, _, err := scanFileWith(e, o, path, proxmox, onExtent, wrap)
+	info, _, err := scanFile(e, o, path, proxmox, hooks)
 	if err != nil {
 		return err
 	}
@@ -118,8 +115,8 @@ func verifyOne(e *env, o opts, path string, verbose, proxmox bool) error {
 type verboseLog struct {
 	e           *env
 	start       time.Time
-	capture     *headerCapture
-	in          *input
+	hdr         *vma.Header // once read; printed after the first extent
+	in          *input.Input
 	headerDone  bool
 	lastPercent int
 	lastBytes   int64
@@ -127,14 +124,12 @@ type verboseLog struct {
 
 // extent is called after each extent with the archive bytes read.
 func (v *verboseLog) extent(off int64) {
-	if !v.headerDone && v.capture != nil {
-		if h := v.capture.header(); h != nil {
-			v.printHeader(h)
-		}
+	if v.hdr != nil {
+		v.printHeader(v.hdr)
 	}
 	secs := int64(time.Since(v.start).Seconds())
-	if v.in != nil && v.in.total > 0 {
-		pct := int(100 * v.in.pos() / v.in.total)
+	if v.in != nil && v.in.Size() > 0 {
+		pct := int(100 * v.in.Pos() / v.in.Size())
 		if pct != v.lastPercent {
 			v.lastPercent = pct
 			fmt.Fprintf(v.e.stderr, "progress %d%% (read %d bytes, duration %d sec)\n", pct, off, secs)
@@ -174,7 +169,7 @@ func (v *verboseLog) printHeader(h *vma.Header) {
 // left out of the other clusters, as a share of those clusters' bytes.
 func (v *verboseLog) summary(info *vma.Info) {
 	w := v.e.stdout
-	if v.in != nil && v.in.total > 0 && v.lastPercent != 100 {
+	if v.in != nil && v.in.Size() > 0 && v.lastPercent != 100 {
 		fmt.Fprintf(v.e.stderr, "progress 100%% (read %d bytes, duration %d sec)\n", info.ArchiveSize, int64(time.Since(v.start).Seconds()))
 	}
 	var present, zeroClusters, zero uint64
@@ -194,49 +189,4 @@ func (v *verboseLog) summary(info *vma.Info) {
 		partial := zero - min(zero, sparse)
 		fmt.Fprintf(w, "space reduction due to 4K zero blocks %.3g%%\n", 100*float64(partial)/float64(data))
 	}
-}
-
-// headerCapture passes reads through and keeps a copy of the archive
-// header (its size is in bytes 56..59) so that it can be shown before the
-// whole archive has been read.
-type headerCapture struct {
-	r    io.Reader
-	buf  bytes.Buffer
-	need int64 // header size once known
-	done bool
-	h    *vma.Header
-}
-
-func (c *headerCapture) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if !c.done && n > 0 {
-		c.buf.Write(p[:n])
-		if c.need == 0 && c.buf.Len() >= 60 {
-			c.need = int64(binary.BigEndian.Uint32(c.buf.Bytes()[56:60]))
-			if c.need > vma.MaxHeaderSize || c.need <= vma.HeaderFixedSize {
-				c.done = true // the reader reports this
-			}
-		}
-		if c.need > 0 && int64(c.buf.Len()) >= c.need {
-			c.done = true
-		}
-	}
-	return n, err
-}
-
-// header returns the parsed header once it has been read, else nil.
-func (c *headerCapture) header() *vma.Header {
-	if c.h != nil {
-		return c.h
-	}
-	if !c.done || c.need == 0 || int64(c.buf.Len()) < c.need {
-		return nil
-	}
-	r, err := vma.NewReader(bytes.NewReader(c.buf.Bytes()[:c.need]))
-	if err != nil {
-		return nil
-	}
-	c.h = r.Header()
-	c.buf = bytes.Buffer{}
-	return c.h
 }

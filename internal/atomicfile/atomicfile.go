@@ -4,7 +4,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -18,9 +20,13 @@ type File struct {
 	// Leave it false when the rename replaces data that exists nowhere
 	// else.
 	NoSync bool
-	final  string
-	done   bool
-	direct bool // path is a device or FIFO: written in place
+	// NoReplace makes Commit fail with an error matching fs.ErrExist
+	// instead of replacing a file that appeared at the final name since
+	// Create (the file is linked into place, not renamed).
+	NoReplace bool
+	final     string
+	done      bool
+	direct    bool // path is a device or FIFO: written in place
 }
 
 // Create starts writing path. The data goes to a new temporary file in
@@ -72,7 +78,7 @@ func (f *File) Commit() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), f.final)
+		err = f.place()
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -86,6 +92,25 @@ func (f *File) Commit() error {
 		}
 	}
 	return nil
+}
+
+// place gives the temporary file its final name.
+func (f *File) place() error {
+	if !f.NoReplace {
+		return os.Rename(f.Name(), f.final)
+	}
+	err := os.Link(f.Name(), f.final)
+	if err == nil {
+		return os.Remove(f.Name())
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	// No hard links on this file system: check, then rename.
+	if _, lerr := os.Lstat(f.final); lerr == nil {
+		return &fs.PathError{Op: "rename", Path: f.final, Err: fs.ErrExist}
+	}
+	return os.Rename(f.Name(), f.final)
 }
 
 // Abort closes and removes the temporary file; the final name is left as

@@ -569,7 +569,7 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 			src = orig.reader(iOptSrc)
 			defer orig.reader(iOptSrc).drain()
 		}
-		r, err := vma.Optimize(optOut, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Context: ctx, Progress: optProgress})
+		r, err := vma.Optimize(ctx, optOut, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Progress: optProgress})
 		if err != nil {
 			return err
 		}
@@ -827,7 +827,7 @@ func BuildManifest(in Input, p chunkplan.Params, opt Options) (*chunkplan.Manife
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		res, err = vma.Optimize(pw, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Context: opt.Context, Progress: optProgress})
+		res, err = vma.Optimize(opt.Context, pw, src, vma.OptimizeOptions{Window: opt.Window, TempDir: opt.TempDir, Progress: optProgress})
 		pw.CloseWithError(err)
 		done <- err
 	}()

@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -185,7 +186,7 @@ func optimized(s vmatest.Spec) ([]byte, error) {
 	}
 	var out bytes.Buffer
 	out.Grow(len(raw))
-	if _, err := vma.Optimize(&out, bytes.NewReader(raw), vma.OptimizeOptions{}); err != nil {
+	if _, err := vma.Optimize(context.Background(), &out, bytes.NewReader(raw), vma.OptimizeOptions{}); err != nil {
 		return nil, err
 	}
 	return out.Bytes(), nil
