@@ -68,7 +68,7 @@ t cat sh -c "cat '$SRC' >/dev/null"
 t verify "$V" verify "$SRC"
 t unpack "$V" unpack "$SRC" "$W/unpacked"
 t zstd-dc sh -c "zstd -dc '$SRC.zst' > '$W/out'"
-t optimize-zst-stdin sh -c "'$V' optimize - '$W/out' < '$SRC.zst'"
+t optimize-zst-stdin sh -c "'$V' optimize --force - '$W/out' < '$SRC.zst'"
 
 ratio() { awk -v a="${SEC[$1]}" -v b="${SEC[$2]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 mbs() { awk -v s="${SEC[$1]}" -v n="$BYTES" 'BEGIN {printf "%.0f", (s > 0 ? n / s / 1e6 : 0)}'; }

@@ -103,7 +103,7 @@ func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbo
 	}
 	popt.Progress = p.update
 
-	w, err := output.Create(e.ctx, out, output.Options{Force: force, Stdout: e.stdout})
+	w, err := output.Create(e.ctx, out, output.Options{Force: force, Sync: true, Stdout: e.stdout})
 	if err != nil {
 		return err
 	}

@@ -608,7 +608,7 @@ func pullCommand(e *env) *cli.Command {
 			if dest == "-" && isTerminal(e.stdout) {
 				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
 			}
-			out := output.Options{Force: cCtx.Bool("force"), Compress: comp, Stdout: e.stdout}
+			out := output.Options{Force: cCtx.Bool("force"), Compress: comp, Sync: true, Stdout: e.stdout}
 			if st, err := os.Stat(dest); dest != "-" && (err != nil || !st.IsDir()) {
 				if err := output.Check(dest, out); err != nil {
 					return fmt.Errorf("pull: %w", err)

@@ -460,7 +460,7 @@ func manifestCommand(e *env) *cli.Command {
 			if mm := vmidPattern.FindStringSubmatch(filepath.Base(src)); mm != nil {
 				m.VMID = mm[1]
 			}
-			f, err := output.Create(e.ctx, out, output.Options{Force: cCtx.Bool("force")})
+			f, err := output.Create(e.ctx, out, output.Options{Force: cCtx.Bool("force"), Sync: true})
 			if err != nil {
 				return err
 			}
