@@ -43,7 +43,10 @@ func builtBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "vmasync")
-		out, err := exec.Command(goBin, "build", "-o", binPath, ".").CombinedOutput()
+		// Static, as the README, demo.sh, install.sh and CI build it.
+		cmd := exec.Command(goBin, "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = errors.New("go build: " + err.Error() + "\n" + string(out))
 		}

@@ -83,7 +83,7 @@ func openRemote(e *env, cCtx *cli.Context, o opts, s string) (context.Context, f
 	}
 	f, err := remote.NewFs(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, maskErr(err, s)
 	}
 	return ctx, f, nil
 }
@@ -148,14 +148,14 @@ func initCommand(e *env) *cli.Command {
 				return err
 			}
 			if err := refuseForeignDir(ctx, f, cCtx.Bool("force")); err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+				return fmt.Errorf("%s: %w", maskRemote(args[0]), err)
 			}
 			r, err := remote.Init(ctx, f, chunkplan.DefaultParams())
 			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+				return fmt.Errorf("%s: %w", maskRemote(args[0]), err)
 			}
 			if !o.quiet {
-				fmt.Fprintf(e.stderr, "created vmasync repository %s in %s\n", r.Config.ID, args[0])
+				fmt.Fprintf(e.stderr, "created vmasync repository %s in %s\n", r.Config.ID, maskRemote(args[0]))
 			}
 			return nil
 		},
@@ -169,7 +169,7 @@ func openRepo(e *env, cCtx *cli.Context, o opts, s string) (context.Context, *re
 	}
 	r, err := remote.Open(ctx, f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", s, err)
+		return nil, nil, fmt.Errorf("%s: %w", maskRemote(s), err)
 	}
 	return ctx, r, nil
 }
@@ -270,7 +270,7 @@ func pushCommand(e *env) *cli.Command {
 			}
 			dry := cCtx.Bool("dry-run")
 			if err := refuseForeignDir(ctx, f, cCtx.Bool("force")); err != nil {
-				return fmt.Errorf("%s: %w", rs, err)
+				return fmt.Errorf("%s: %w", maskRemote(rs), err)
 			}
 			var r *remote.Repository
 			if dry {
@@ -282,22 +282,22 @@ func pushCommand(e *env) *cli.Command {
 				var created bool
 				r, created, err = remote.OpenOrInit(ctx, f, chunkplan.DefaultParams())
 				if created && !o.quiet && !cCtx.Bool("json") {
-					fmt.Fprintf(e.stderr, "initialised a new vmasync repository in %s\n", rs)
+					fmt.Fprintf(e.stderr, "initialised a new vmasync repository in %s\n", maskRemote(rs))
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", rs, err)
+				return fmt.Errorf("%s: %w", maskRemote(rs), err)
 			}
 			if !dry {
 				unlock, err := lockRepo(ctx, cCtx, r, false)
 				if err != nil {
-					return fmt.Errorf("%s: %w", rs, err)
+					return fmt.Errorf("%s: %w", maskRemote(rs), err)
 				}
 				defer unlock()
 			}
 			st, err := r.LoadIndex(ctx, !dry)
 			if err != nil {
-				return fmt.Errorf("%s: %w", rs, err)
+				return fmt.Errorf("%s: %w", maskRemote(rs), err)
 			}
 			if st.Recovered > 0 && !o.quiet {
 				fmt.Fprintf(e.stderr, "found %d packs of an interrupted push; their chunks are reused\n", st.Recovered)
@@ -311,7 +311,7 @@ func pushCommand(e *env) *cli.Command {
 			}
 			pruned, err := prunedByRules(ctx, r, dumps, rules)
 			if err != nil {
-				return fmt.Errorf("%s: %w", rs, err)
+				return fmt.Errorf("%s: %w", maskRemote(rs), err)
 			}
 			failed := 0
 			for _, d := range dumps {
@@ -373,7 +373,7 @@ func pushCommand(e *env) *cli.Command {
 				}
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"remote": rs, "dry_run": dry, "dumps": results, "skipped": notes, "failed": failed}); err != nil {
+				if err := enc.Encode(map[string]any{"remote": maskRemote(rs), "dry_run": dry, "dumps": results, "skipped": notes, "failed": failed}); err != nil {
 					return err
 				}
 			}
@@ -769,7 +769,7 @@ func checkCommand(e *env) *cli.Command {
 			}
 			defer unlock()
 			pct := cCtx.Generic("read-data").(*readDataFlag).pct
-			p := newProgress(e, o, "check "+args[0])
+			p := newProgress(e, o, "check "+maskRemote(args[0]))
 			p.items = "packs"
 			res, err := r.Check(ctx, remote.CheckOptions{ReadData: pct > 0, ReadDataPercent: pct,
 				Progress: func(done, total int) { p.setTotal(int64(total), nil); p.update(int64(done)) }})
