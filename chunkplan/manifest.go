@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/restic/chunker"
 )
@@ -310,4 +311,50 @@ func ReadManifest(r io.Reader) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptManifest, err)
 	}
 	return m, nil
+}
+
+// ManifestSize parses the header at the start of a manifest (prefix holds
+// its first bytes; 64 KiB hold any header but one with many long device
+// names) and returns the size in bytes the whole manifest must have: a
+// stored manifest of another size is damaged, which a reader can tell
+// without downloading all of it. A prefix too short to hold the header
+// gives io.ErrUnexpectedEOF; a header that does not parse, an error
+// wrapping ErrCorruptManifest.
+func ManifestSize(prefix []byte) (int64, error) {
+	r := bytes.NewReader(prefix)
+	d := &decoder{r: r}
+	var magic [len(ManifestMagic)]byte
+	d.read(magic[:])
+	if d.err == nil && string(magic[:]) != ManifestMagic {
+		return 0, fmt.Errorf("%w: bad magic %q, not a vmasync manifest", ErrCorruptManifest, magic[:])
+	}
+	version := d.u32()
+	if d.err == nil && (version == 0 || version > ManifestVersion) {
+		return 0, fmt.Errorf("%w: manifest format version %d, this vmasync reads up to version %d (upgrade vmasync)", ErrUnsupportedVersion, version, ManifestVersion)
+	}
+	var skip [8 + 4 + 4 + 4 + 8 + 32 + 8]byte
+	d.read(skip[:])
+	d.str("source")
+	d.str("vmid")
+	nDev := d.u16()
+	if d.err == nil && nDev > MaxDevices {
+		return 0, fmt.Errorf("%w: %d devices exceeds %d", ErrCorruptManifest, nDev, MaxDevices)
+	}
+	for i := 0; i < int(nDev) && d.err == nil; i++ {
+		d.str("device name")
+		d.u64()
+	}
+	n := d.u64()
+	if d.err != nil {
+		if errors.Is(d.err, ErrCorruptManifest) && strings.Contains(d.err.Error(), "truncated") {
+			return 0, io.ErrUnexpectedEOF
+		}
+		return 0, d.err
+	}
+	archive := binary.BigEndian.Uint64(prefix[len(ManifestMagic)+4+20:])
+	if n > archive || n > (1<<62)/36 {
+		return 0, fmt.Errorf("%w: %d chunks for %d bytes", ErrCorruptManifest, n, archive)
+	}
+	head := int64(len(prefix) - r.Len())
+	return head + 36*int64(n) + sha256.Size, nil
 }

@@ -1,7 +1,9 @@
 package remote
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -11,9 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rclone/rclone/fs"
-
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 // dumpRE matches a vzdump VM dump name: vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS
@@ -92,7 +93,31 @@ func FindDumps(dir string) (dumps []Dump, skipped []string, err error) {
 }
 
 // Sidecars are the files vzdump writes next to a dump, carried with it.
+// In the repository they are stored as backups/<vmid>/<stem><ext>.
 var Sidecars = []string{".log", ".notes", ".protected"}
+
+// SidecarPaths returns where Proxmox VE keeps a dump's sidecar with
+// extension ext, in the order to look: pve-storage names the log after
+// the dump's stem (vzdump-qemu-105-….log) but the notes and the
+// protection flag after the whole archive name
+// (vzdump-qemu-105-….vma.zst.notes, ….vma.zst.protected); the stem form
+// of those is read as well (older vmasync and hand-made copies).
+func SidecarPaths(dumpPath, ext string) []string {
+	stem := strings.TrimSuffix(dumpPath, dumpExt(dumpPath))
+	if ext == ".log" {
+		return []string{stem + ext}
+	}
+	return []string{dumpPath + ext, stem + ext}
+}
+
+// SidecarPath is where a sidecar with extension ext belongs next to an
+// archive written at archivePath, under Proxmox VE's names.
+func SidecarPath(archivePath, ext string) string {
+	if ext == ".log" {
+		return strings.TrimSuffix(archivePath, dumpExt(archivePath)) + ext
+	}
+	return archivePath + ext
+}
 
 // Backup is one backup stored in the repository.
 type Backup struct {
@@ -119,8 +144,8 @@ func backupObject(vmid, stem, ext string) string {
 func (r *Repository) Backups(ctx context.Context) ([]Backup, error) {
 	byName := map[string]*Backup{}
 	side := map[string]map[string]string{}
-	err := list(ctx, r.Fs, BackupsDir, func(o fs.Object) {
-		rel := o.Remote()
+	err := r.list(ctx, BackupsDir, func(o backend.Entry) {
+		rel := o.Name
 		dir, base := path.Split(rel)
 		vmid := path.Base(dir)
 		for _, ext := range Sidecars {
@@ -138,7 +163,7 @@ func (r *Repository) Backups(ctx context.Context) ([]Backup, error) {
 		}
 		d, ok := ParseDumpName(stem + ".vma")
 		if !ok || d.VMID != vmid {
-			fs.Logf(nil, "ignoring %s: not a vzdump backup name", rel)
+			r.warnf("ignoring %s: not a vzdump backup name", rel)
 			return
 		}
 		byName[stem] = &Backup{VMID: vmid, Name: stem, Stamp: d.Stamp, Time: d.Time, Object: rel}
@@ -168,15 +193,20 @@ func sortBackups(b []Backup) {
 	})
 }
 
-// Manifest downloads and parses a backup's manifest.
+// Manifest downloads and parses a backup's manifest. A manifest that does
+// not parse (or is larger than any manifest can be) is reported as an
+// error wrapping ErrCorruptObject, naming the backup and the object.
 func (r *Repository) Manifest(ctx context.Context, b Backup) (*chunkplan.Manifest, error) {
-	data, err := getObject(ctx, r.Fs, b.Object)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: reading the manifest: %w", b.Name, err)
+	data, err := backend.LoadAll(ctx, r.B, b.Object, maxManifest)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrTransient) && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %v", ErrCorruptObject, err)
 	}
-	m, err := chunkplan.ReadManifest(strings.NewReader(string(data)))
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		return nil, fmt.Errorf("backup %s: reading the manifest %s: %w", b.Name, b.Object, err)
+	}
+	m, err := chunkplan.ReadManifest(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: manifest %s: %w: %w", b.Name, b.Object, ErrCorruptObject, err)
 	}
 	return m, nil
 }

@@ -2,11 +2,12 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
 
-	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 // CheckOptions tune Check.
@@ -50,12 +51,17 @@ type CheckResult struct {
 
 // Check verifies that every chunk referenced by a manifest is indexed and
 // stored in a pack that exists, and with ReadData that the chunks in the
-// packs read match their hashes. Problems name the backups they affect.
-// It reads the index itself (without writing any).
+// packs read match their hashes. Problems name the backups they affect,
+// one per backup and missing or damaged pack (not one per chunk). Damaged
+// index objects, packs and manifests are reported, never fatal. It reads
+// the index itself (without writing any).
 func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult, error) {
 	res := &CheckResult{}
 	if _, err := r.LoadIndex(ctx, false); err != nil {
 		return nil, err
+	}
+	for _, d := range r.Damage() {
+		res.Problems = append(res.Problems, Problem{Pack: d.Object, Msg: d.String()})
 	}
 	backups, err := r.Backups(ctx)
 	if err != nil {
@@ -67,11 +73,18 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	users := map[ID][]string{} // chunk -> backups referencing it
 	for _, b := range backups {
 		m, err := r.Manifest(ctx, b)
-		if err != nil {
+		if errors.Is(err, ErrCorruptObject) {
 			res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: err.Error()})
 			continue
 		}
-		for i, c := range m.Chunks {
+		if err != nil {
+			return nil, err
+		}
+		missing := 0
+		var firstMissing int64 = -1
+		short := map[ID]int{}
+		var off int64
+		for _, c := range m.Chunks {
 			h := ID(c.Hash)
 			u := users[h]
 			if len(u) == 0 || u[len(u)-1] != b.Name {
@@ -80,22 +93,40 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			loc, ok := r.index.get(h)
 			switch {
 			case !ok:
-				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Msg: fmt.Sprintf("chunk %d at byte offset %d is in no index (data missing)", i, chunkOffset(m.Chunks[:i]))})
+				missing++
+				if firstMissing < 0 {
+					firstMissing = off
+				}
 			case loc.Raw != c.Length:
 				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Msg: fmt.Sprintf("indexed with %d bytes, manifest says %d", loc.Raw, c.Length)})
 			case int64(loc.Offset)+int64(loc.Stored) > r.packs[loc.Pack]:
-				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Pack: loc.Pack.String(), Msg: fmt.Sprintf("pack %s is shorter (%d bytes) than the index says", loc.Pack.Short(), r.packs[loc.Pack])})
+				short[loc.Pack]++
 			}
+			off += int64(c.Length)
+		}
+		if missing > 0 {
+			res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: fmt.Sprintf("%d of %d chunks are in no index (data missing; the first at byte offset %d); push its dump again or see 'vmasync repair'", missing, len(m.Chunks), firstMissing)})
+		}
+		for id, n := range short {
+			res.Problems = append(res.Problems, Problem{Backup: b.Name, Pack: id.String(), Msg: fmt.Sprintf("%d chunks lie beyond the end of pack %s (%d bytes)", n, id.Short(), r.packs[id])})
 		}
 	}
 	if !opt.ReadData {
 		return res, nil
 	}
+	if err := r.readData(ctx, opt, users, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// readData downloads the packs (all or a share) and checks every chunk.
+func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[ID][]string, res *CheckResult) error {
 	packs := make([]ID, 0, len(r.packs))
 	for id := range r.packs {
 		packs = append(packs, id)
 	}
-	sort.Slice(packs, func(i, j int) bool { return packs[i].String() < packs[j].String() })
+	sort.Slice(packs, func(i, j int) bool { return compareID(&packs[i], &packs[j]) < 0 })
 	if p := opt.ReadDataPercent; p > 0 && p < 100 {
 		rand.Shuffle(len(packs), func(i, j int) { packs[i], packs[j] = packs[j], packs[i] })
 		n := (len(packs)*p + 99) / 100
@@ -106,66 +137,77 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	r.index.each(func(h ID, loc Location) {
 		inPack[loc.Pack] = append(inPack[loc.Pack], h)
 	})
+	limit := 2*int64(r.Config.PackSize) + packSlack
 	var raw []byte
 	for i, id := range packs {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		data, err := getObject(ctx, r.Fs, packName(id))
+		data, err := backend.LoadAll(ctx, r.B, packName(id), limit)
+		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+			return err
+		}
 		res.PacksRead++
 		res.BytesRead += int64(len(data))
 		if opt.Progress != nil {
 			opt.Progress(i+1, len(packs))
 		}
+		// bad collects the chunks of this pack that cannot be read, and
+		// reports them as one problem per affected backup.
+		badChunks := map[string]int{}
+		var firstErr string
 		bad := func(h ID, msg string) {
-			affected := users[h]
-			if len(affected) == 0 {
-				res.Problems = append(res.Problems, Problem{Chunk: h.String(), Pack: id.String(), Msg: msg + " (no backup uses it)"})
+			if firstErr == "" {
+				firstErr = msg
 			}
-			for _, b := range affected {
-				res.Problems = append(res.Problems, Problem{Backup: b, Chunk: h.String(), Pack: id.String(), Msg: msg})
+			if len(users[h]) == 0 {
+				badChunks[""]++
+			}
+			for _, b := range users[h] {
+				badChunks[b]++
 			}
 		}
 		if err != nil {
 			for _, h := range inPack[id] {
-				bad(h, fmt.Sprintf("pack %s unreadable: %v", id.Short(), err))
+				bad(h, fmt.Sprintf("unreadable: %v", err))
 			}
-			continue
-		}
-		entries, perr := parsePack(data, id, r.Config.Version)
-		if perr != nil {
+		} else if entries, perr := parsePack(data, id, r.Config.Version); perr != nil {
 			// The pack is damaged: say which chunks are affected, checking
 			// each indexed chunk on its own.
 			for _, h := range inPack[id] {
 				loc, _ := r.index.get(h)
 				end := int64(loc.Offset) + int64(loc.Stored)
 				if end > int64(len(data)) {
-					bad(h, fmt.Sprintf("beyond the end of pack %s", id.Short()))
+					bad(h, "chunks beyond its end")
 					continue
 				}
 				if _, err := decodeBlob(data[loc.Offset:end], loc, h, raw); err != nil {
-					bad(h, fmt.Sprintf("in pack %s at offset %d: content does not match its hash", id.Short(), loc.Offset))
+					bad(h, "content does not match its hash")
 				}
 			}
 			// The pack itself too: even when every chunk reads, prune
 			// cannot repack it and a push cannot recover it unindexed.
 			res.Problems = append(res.Problems, Problem{Pack: id.String(), Msg: perr.Error()})
-			continue
-		}
-		for _, e := range entries {
-			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-			if raw, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
-				bad(e.Hash, err.Error())
+		} else {
+			for _, e := range entries {
+				loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
+				if raw, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
+					bad(e.Hash, "content does not match its hash")
+				}
 			}
 		}
+		names := make([]string, 0, len(badChunks))
+		for b := range badChunks {
+			names = append(names, b)
+		}
+		sort.Strings(names)
+		for _, b := range names {
+			msg := fmt.Sprintf("pack %s: %d chunks damaged (%s)", id.Short(), badChunks[b], firstErr)
+			if b == "" {
+				msg += "; no backup uses them"
+			}
+			res.Problems = append(res.Problems, Problem{Backup: b, Pack: id.String(), Msg: msg})
+		}
 	}
-	return res, nil
-}
-
-func chunkOffset(chunks []chunkplan.ChunkRef) int64 {
-	var n int64
-	for _, c := range chunks {
-		n += int64(c.Length)
-	}
-	return n
+	return nil
 }

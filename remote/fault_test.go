@@ -8,14 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rclone/rclone/fs"
+	"github.com/vmasync/vmasync/remote/backend"
 )
-
-// setUploadHook installs hook for the test's duration.
-func setUploadHook(t *testing.T, hook func(name string) error) {
-	uploadHook = hook
-	t.Cleanup(func() { uploadHook = nil })
-}
 
 // TestPushResumesAfterUploadFailure fails the upload of the third pack of
 // day 1, then pushes again: the packs of the failed run are found, not
@@ -30,7 +24,7 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 	var mu sync.Mutex
 	var first []string
 	packs := 0
-	setUploadHook(t, func(name string) error {
+	setUploadHook(t, r, func(name string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if strings.HasPrefix(name, PacksDir+"/") {
@@ -58,7 +52,11 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 
 	// Second run, a new process as far as the repository is concerned.
 	var second []string
-	setUploadHook(t, func(name string) error {
+	r2, err := Open(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setUploadHook(t, r2, func(name string) error {
 		if strings.HasPrefix(name, PacksDir+"/") {
 			mu.Lock()
 			second = append(second, name)
@@ -66,10 +64,6 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 		}
 		return nil
 	})
-	r2, err := Open(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r2.Config.PackSize = 1 << 20
 	st, err := r2.LoadIndex(ctx, true)
 	if err != nil {
@@ -143,8 +137,8 @@ func TestCheckFindsDamage(t *testing.T) {
 		t.Fatal("check --read-data missed a corrupted pack")
 	}
 	p := cr.Problems[0]
-	if p.Backup != "vzdump-qemu-300-2026_11_20-03_00_00" || len(p.Chunk) != 64 {
-		t.Errorf("problem does not name backup and chunk: %s", p)
+	if p.Backup != "vzdump-qemu-300-2026_11_20-03_00_00" || len(p.Pack) != 64 || !strings.Contains(p.Msg, "1 chunks damaged") {
+		t.Errorf("problem does not name backup, pack and damaged chunks: %s", p)
 	}
 	t.Logf("corrupt pack: %s", p)
 
@@ -202,7 +196,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	}
 }
 
-func mustFs(t *testing.T, s string) (f fs.Fs) {
+func mustFs(t *testing.T, s string) (f backend.Backend) {
 	f, err := NewFs(testCtx(t), s)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -349,9 +350,28 @@ func decodeIndex(data []byte, id ID) ([]indexEntryOf, error) {
 	if sha256.Sum256(data) != id {
 		return nil, bad("content does not match its name (SHA-256)")
 	}
-	b, err := zstdDecoder.DecodeAll(data, nil)
+	// Bound what decoding allocates by what the format allows, whatever
+	// the frame claims.
+	var fh zstd.Header
+	if err := fh.Decode(data); err != nil {
+		return nil, bad("%v", err)
+	}
+	if fh.HasFCS && fh.FrameContentSize > maxIndexObject {
+		return nil, bad("declares %d decoded bytes, more than the %d an index object may have", fh.FrameContentSize, maxIndexObject)
+	}
+	// Streamed, so that a frame without a declared size costs at most
+	// the bound too, not what it inflates to.
+	dec, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxIndexObject), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return nil, bad("%v", err)
+	}
+	defer dec.Close()
+	b, err := io.ReadAll(io.LimitReader(dec, maxIndexObject+1))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if len(b) > maxIndexObject {
+		return nil, bad("decodes to more than the %d bytes an index object may have", maxIndexObject)
 	}
 	if len(b) < len(indexMagic)+8 || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, bad("no index magic")
@@ -398,7 +418,6 @@ func decodeIndex(data []byte, id ID) ([]indexEntryOf, error) {
 
 var (
 	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 	// blobDecoder decodes chunks: none is larger than chunkplan's limit,
 	// so a hostile frame cannot make it allocate more.
 	blobDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(chunkplan.MaxChunkSizeLimit))
@@ -432,16 +451,4 @@ func decodeBlob(stored []byte, loc Location, hash ID, dst []byte) ([]byte, error
 		return nil, fmt.Errorf("%w: chunk %s in pack %s at offset %d: content does not match its hash", ErrCorruptObject, hash.Short(), loc.Pack.Short(), loc.Offset)
 	}
 	return raw, nil
-}
-
-// readAllLimit reads r up to limit bytes.
-func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("object larger than %d bytes", limit)
-	}
-	return b, nil
 }

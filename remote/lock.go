@@ -16,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/operations"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 // Lock timing: a lock is refreshed every LockRefresh and counts as stale
@@ -50,8 +49,10 @@ func (l LockInfo) String() string {
 
 // Stale reports whether the lock's holder is gone: not refreshed for
 // LockStale, or on this host with no such process.
-func (l LockInfo) Stale(now time.Time) bool {
-	if now.Sub(l.Refreshed) > LockStale {
+func (l LockInfo) Stale(now time.Time) bool { return l.staleAfter(now, LockStale) }
+
+func (l LockInfo) staleAfter(now time.Time, stale time.Duration) bool {
+	if now.Sub(l.Refreshed) > stale {
 		return true
 	}
 	if host, _ := os.Hostname(); host == l.Host && l.PID > 0 {
@@ -66,14 +67,26 @@ func (l LockInfo) Stale(now time.Time) bool {
 // beyond the wait.
 var ErrLocked = errors.New("repository is locked")
 
+// ErrLockLost is the cause with which a Locked's context is cancelled
+// when the lock could not be refreshed for so long that other processes
+// might soon take it for stale.
+var ErrLockLost = errors.New("the repository lock could not be refreshed; stopped before another process could take it for stale")
+
 // Locked is a lock held by this process; Unlock releases it.
 type Locked struct {
-	r    *Repository
-	info LockInfo
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	r      *Repository
+	info   LockInfo
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
+
+// Context is done when the lock is lost (cause ErrLockLost) or released:
+// a command runs under it, so that it stops before another process may
+// treat its lock as stale.
+func (l *Locked) Context() context.Context { return l.ctx }
 
 // Lock takes a shared (push, pull, check) or exclusive (prune) lock on
 // the repository, waiting up to wait for conflicting locks to go. Shared
@@ -88,26 +101,31 @@ func (r *Repository) Lock(ctx context.Context, exclusive bool, command string, w
 	info := LockInfo{Exclusive: exclusive, Host: host, PID: os.Getpid(), Command: command, Time: now, Refreshed: now}
 	info.Object = fmt.Sprintf("%s/%s-%s-%d-%s.lock", LocksDir, now.Format("20060102T150405Z"), sanitize(host), info.PID, hex.EncodeToString(rnd[:]))
 	deadline := time.Now().Add(wait)
+	said := false
 	for {
 		if err := r.writeLock(ctx, info); err != nil {
 			return nil, err
 		}
 		conflict, err := r.conflict(ctx, info)
 		if err != nil {
-			_ = r.removeObject(ctx, info.Object)
+			_ = r.B.Remove(ctx, info.Object)
 			return nil, err
 		}
 		if conflict == nil {
 			l := &Locked{r: r, info: info, stop: make(chan struct{})}
+			l.ctx, l.cancel = context.WithCancelCause(ctx)
 			l.wg.Add(1)
-			go l.refresh(ctx)
+			go l.refresh()
 			return l, nil
 		}
-		_ = r.removeObject(ctx, info.Object)
+		_ = r.B.Remove(ctx, info.Object)
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%w: %s (wait with --lock-wait, or remove a stale lock with 'vmasync unlock')", ErrLocked, conflict)
 		}
-		fs.Infof(nil, "waiting for %s", conflict)
+		if !said {
+			r.warnf("waiting up to %s for the %s to go", time.Until(deadline).Round(time.Second), conflict)
+			said = true
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -127,7 +145,7 @@ func sanitize(s string) string {
 
 func (r *Repository) writeLock(ctx context.Context, info LockInfo) error {
 	b, _ := json.Marshal(info)
-	return putObject(ctx, r.Fs, info.Object, b)
+	return r.B.Save(ctx, info.Object, b)
 }
 
 // conflict returns a live lock that conflicts with mine, if any.
@@ -138,7 +156,7 @@ func (r *Repository) conflict(ctx context.Context, mine LockInfo) (*LockInfo, er
 	}
 	now := time.Now()
 	for _, l := range locks {
-		if l.Object == mine.Object || l.Stale(now) {
+		if l.Object == mine.Object || l.staleAfter(now, r.lockStale) {
 			continue
 		}
 		if mine.Exclusive || l.Exclusive {
@@ -152,9 +170,9 @@ func (r *Repository) conflict(ctx context.Context, mine LockInfo) (*LockInfo, er
 // exclusive locks from the epoch, so that unlock removes them).
 func (r *Repository) Locks(ctx context.Context) ([]LockInfo, error) {
 	var names []string
-	if err := list(ctx, r.Fs, LocksDir, func(o fs.Object) {
-		if strings.HasSuffix(o.Remote(), ".lock") {
-			names = append(names, o.Remote())
+	if err := r.list(ctx, LocksDir, func(o backend.Entry) {
+		if strings.HasSuffix(o.Name, ".lock") {
+			names = append(names, o.Name)
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("listing locks: %w", err)
@@ -162,8 +180,8 @@ func (r *Repository) Locks(ctx context.Context) ([]LockInfo, error) {
 	sort.Strings(names)
 	var out []LockInfo
 	for _, n := range names {
-		b, err := getObject(ctx, r.Fs, n)
-		if errors.Is(err, fs.ErrorObjectNotFound) {
+		b, err := backend.LoadAll(ctx, r.B, n, maxConfig)
+		if errors.Is(err, backend.ErrNotFound) {
 			continue // released meanwhile
 		}
 		var l LockInfo
@@ -186,7 +204,7 @@ func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]LockInfo, err
 	var removed []LockInfo
 	for _, l := range locks {
 		if all || l.Stale(time.Now()) {
-			if err := r.removeObject(ctx, l.Object); err != nil {
+			if err := r.B.Remove(ctx, l.Object); err != nil {
 				return removed, err
 			}
 			removed = append(removed, l)
@@ -195,33 +213,39 @@ func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]LockInfo, err
 	return removed, nil
 }
 
-func (r *Repository) removeObject(ctx context.Context, name string) error {
-	o, err := r.Fs.NewObject(ctx, name)
-	if errors.Is(err, fs.ErrorObjectNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return operations.Retry(ctx, name, retries(ctx), func() error { return o.Remove(ctx) })
-}
-
-func (l *Locked) refresh(ctx context.Context) {
+// refresh rewrites the lock every lockRefresh. When that fails it tries
+// again every tenth of that; once the lock has gone unrefreshed for
+// lockStale minus two refresh periods, it cancels the command (ErrLockLost)
+// before another process can take the lock for stale and, say, prune data
+// the command relies on.
+func (l *Locked) refresh() {
 	defer l.wg.Done()
-	t := time.NewTicker(LockRefresh)
+	every, stale := l.r.lockRefresh, l.r.lockStale
+	giveUp := max(stale-2*every, every)
+	last := time.Now()
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
-		case <-ctx.Done():
+		case <-l.ctx.Done():
 			return
 		case <-t.C:
-			l.info.Refreshed = time.Now().UTC()
-			if err := l.r.writeLock(ctx, l.info); err != nil {
-				fs.Errorf(nil, "refreshing the repository lock: %v", err)
-			}
 		}
+		info := l.info
+		info.Refreshed = time.Now().UTC()
+		if err := l.r.writeLock(l.ctx, info); err != nil {
+			if time.Since(last) >= giveUp {
+				l.cancel(fmt.Errorf("%w (last error: %v)", ErrLockLost, err))
+				return
+			}
+			l.r.warnf("refreshing the repository lock: %v (trying again)", err)
+			t.Reset(max(every/10, time.Millisecond))
+			continue
+		}
+		last = time.Now()
+		t.Reset(every)
 	}
 }
 
@@ -231,9 +255,10 @@ func (l *Locked) Unlock() error {
 	l.once.Do(func() {
 		close(l.stop)
 		l.wg.Wait()
+		l.cancel(nil)
 		// A cancelled command still removes its lock.
-		ctx := context.WithoutCancel(context.Background())
-		err = l.r.removeObject(ctx, l.info.Object)
+		ctx := context.WithoutCancel(l.ctx)
+		err = l.r.B.Remove(ctx, l.info.Object)
 	})
 	return err
 }

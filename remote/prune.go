@@ -2,13 +2,15 @@ package remote
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/rclone/rclone/fs"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 // KeepRules are Proxmox VE's retention options (vzdump --prune-backups,
@@ -145,11 +147,11 @@ func (r *Repository) Forget(ctx context.Context, backups []Backup) error {
 		if b.Protected {
 			return fmt.Errorf("backup %s is protected", b.Name)
 		}
-		if err := r.removeObject(ctx, b.Object); err != nil {
+		if err := r.B.Remove(ctx, b.Object); err != nil {
 			return fmt.Errorf("removing %s: %w", b.Name, err)
 		}
 		for _, obj := range b.Sidecars {
-			if err := r.removeObject(ctx, obj); err != nil {
+			if err := r.B.Remove(ctx, obj); err != nil {
 				return fmt.Errorf("removing %s: %w", obj, err)
 			}
 		}
@@ -179,56 +181,78 @@ type GCResult struct {
 	BytesBefore, BytesAfter int64
 	Deleted, Repacked       int
 	IndexObjects            int
+	// Kept lists damaged packs and index objects that GC left alone
+	// ('vmasync repair' sets them aside).
+	Kept []string
+	// Skipped says why GC deleted nothing (a kept backup's manifest is
+	// unreadable, so what it references is unknown).
+	Skipped string
+	// TempRemoved counts temporary objects of interrupted uploads removed.
+	TempRemoved int
 }
 
 // GC deletes the packs no backup uses, rewrites mostly unused ones, and
-// replaces all index objects with one for the remaining packs. The caller
-// must hold the exclusive lock. Crash-safe order: new packs, new index,
-// then deletion of old indexes and packs.
+// replaces all index objects with new ones for the remaining packs. The
+// caller must hold the exclusive lock. It deletes only what it proved
+// unreferenced: nothing at all when a kept backup's manifest cannot be
+// read, never a pack it could not read, and never an old object before
+// the new packs and index objects that replace it are stored and checked
+// (listed with their sizes). Crash-safe order: new packs, new index, then
+// deletion of old index objects, then of old packs; a crash anywhere
+// leaves duplicates that the next GC removes, never a chunk without a
+// copy.
 func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	if opt.RepackThreshold <= 0 || opt.RepackThreshold > 1 {
 		opt.RepackThreshold = 0.5
 	}
 	res := &GCResult{}
+	if !opt.DryRun {
+		n, err := r.removeTemps(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.TempRemoved = n
+	}
 	if _, err := r.LoadIndex(ctx, !opt.DryRun); err != nil {
 		return nil, err
 	}
-	// Every entry of every index and readable orphan pack.
+	used, unreadable, err := r.usedChunks(ctx, opt.Without)
+	if err != nil {
+		return nil, err
+	}
 	all, indexNames, err := r.allEntries(ctx)
 	if err != nil {
 		return nil, err
 	}
-	used := map[ID]bool{}
-	backups, err := r.Backups(ctx)
-	if err != nil {
-		return nil, err
-	}
-	without := map[string]bool{} // backup names hold the VM id
-	for _, b := range opt.Without {
-		without[b.Name] = true
-	}
-	for _, b := range backups {
-		if without[b.Name] {
-			continue
-		}
-		m, err := r.Manifest(ctx, b)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range m.Chunks {
-			used[ID(c.Hash)] = true
+	keep := map[ID]bool{} // damaged packs: never deleted or repacked by GC
+	var badIndex []string // damaged index objects: derived data, rebuilt from the packs' headers
+	for _, d := range r.Damage() {
+		switch d.Kind {
+		case "pack":
+			id, _ := parseID(strings.TrimSuffix(path.Base(d.Object), packSuffix))
+			keep[id] = true
+			res.Kept = append(res.Kept, d.Object)
+		case "index":
+			badIndex = append(badIndex, d.Object)
 		}
 	}
 	for _, size := range r.packs {
 		res.BytesBefore += size
 	}
 	res.PacksBefore = len(r.packs)
+	if len(unreadable) > 0 {
+		res.Skipped = fmt.Sprintf("the manifest of %s cannot be read, so what it references is unknown (push its dump again, or 'vmasync repair' to set it aside)", strings.Join(unreadable, ", "))
+		res.PacksAfter, res.BytesAfter, res.IndexObjects = res.PacksBefore, res.BytesBefore, len(indexNames)
+		return res, nil
+	}
 
 	// For each used chunk keep one location: the one the index holds.
 	type packUse struct{ used, total int64 }
 	use := map[ID]*packUse{}
 	for id := range r.packs {
-		use[id] = &packUse{}
+		if !keep[id] {
+			use[id] = &packUse{}
+		}
 	}
 	for _, e := range all {
 		u := use[e.Pack]
@@ -243,13 +267,16 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	var drop, repack []ID
 	for id, u := range use {
 		switch {
-		case u.used == 0:
+		case u.used == 0 && u.total > 0:
 			drop = append(drop, id)
+		case u.used == 0:
+			// Listed but in no index and no readable header: LoadIndex
+			// reported it as damaged; never deleted unproven.
 		case float64(u.total-u.used) >= opt.RepackThreshold*float64(u.total):
 			repack = append(repack, id)
 		}
 	}
-	sort.Slice(repack, func(i, j int) bool { return repack[i].String() < repack[j].String() })
+	slices.SortFunc(repack, func(a, b ID) int { return compareID(&a, &b) })
 	gone := map[ID]bool{}
 	for _, id := range drop {
 		gone[id] = true
@@ -257,102 +284,89 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	for _, id := range repack {
 		gone[id] = true
 	}
-	res.Deleted, res.Repacked = len(drop), len(repack)
 
-	// Live entries of kept packs, then the repacked chunks.
-	var live []indexEntryOf
-	for h := range used {
-		if loc, ok := r.index.get(h); ok && !gone[loc.Pack] {
-			live = append(live, indexEntryOf{Hash: h, Location: loc})
-		}
-	}
-	var newPacks []ID
-	estimated := 0
+	moved := map[ID]Location{} // repacked chunk -> its new place
+	var newPacks map[ID]int64
 	if len(repack) > 0 && opt.DryRun {
 		var usedBytes int64
 		for _, id := range repack {
 			usedBytes += use[id].used
 		}
 		res.BytesAfter += usedBytes
-		estimated = int((usedBytes + int64(r.Config.PackSize) - 1) / int64(r.Config.PackSize))
+		res.PacksAfter += int((usedBytes + int64(r.Config.PackSize) - 1) / int64(r.Config.PackSize))
 	} else if len(repack) > 0 {
-		var pb packBuilder
-		flush := func() error {
-			if pb.len() == 0 {
-				return nil
-			}
-			data, id, entries := pb.finish(r.Config.Version)
-			if !opt.DryRun {
-				if err := putObject(ctx, r.Fs, packName(id), data); err != nil {
-					return err
-				}
-			}
-			newPacks = append(newPacks, id)
-			res.BytesAfter += int64(len(data))
-			for _, e := range entries {
-				live = append(live, indexEntryOf{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
-			}
-			return nil
-		}
-		for _, pid := range repack {
-			data, err := getObject(ctx, r.Fs, packName(pid))
-			if err != nil {
-				return nil, fmt.Errorf("repacking %s: %w", pid.Short(), err)
-			}
-			entries, err := parsePack(data, pid, r.Config.Version)
-			if err != nil {
-				return nil, fmt.Errorf("repacking: %w (run 'vmasync check --read-data')", err)
-			}
-			for _, e := range entries {
-				loc, ok := r.index.get(e.Hash)
-				if !used[e.Hash] || !ok || loc.Pack != pid || loc.Offset != e.Offset {
-					continue
-				}
-				blob := data[e.Offset : e.Offset+e.Stored]
-				if _, err := decodeBlob(blob, loc, e.Hash, nil); err != nil {
-					return nil, fmt.Errorf("repacking: %w (run 'vmasync check --read-data')", err)
-				}
-				pb.add(e.Hash, int(e.Raw), e.Type, blob)
-				if pb.len() >= r.Config.PackSize {
-					if err := flush(); err != nil {
-						return nil, err
-					}
-				}
-			}
-		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
-	}
-	for id, size := range r.packs {
-		if !gone[id] {
-			res.BytesAfter += size
-		}
-	}
-	res.PacksAfter = len(r.packs) - len(gone) + len(newPacks) + estimated
-	if opt.DryRun || (len(gone) == 0 && len(indexNames) <= 1) {
-		res.IndexObjects = len(indexNames)
-		return res, nil
-	}
-	sort.Slice(live, func(i, j int) bool { return live[i].Hash.String() < live[j].Hash.String() })
-	newIndex := ""
-	if len(live) > 0 {
-		id, _, err := r.writeIndex(ctx, live)
+		var failed []ID
+		newPacks, failed, err = r.repack(ctx, repack, used, moved)
 		if err != nil {
 			return nil, err
 		}
-		newIndex = indexName(id)
-		res.IndexObjects = 1
+		for _, id := range failed {
+			delete(gone, id) // unreadable: kept, reported
+			res.Kept = append(res.Kept, packName(id))
+		}
+		for id, size := range newPacks {
+			delete(gone, id) // a new pack never has the name of one GC deletes
+			res.BytesAfter += size
+		}
 	}
-	for _, n := range indexNames {
-		if n != newIndex {
-			if err := r.removeObject(ctx, n); err != nil {
+	for id := range gone {
+		if slices.Contains(drop, id) {
+			res.Deleted++
+		} else {
+			res.Repacked++
+		}
+	}
+	for id, size := range r.packs {
+		if !gone[id] && newPacks[id] == 0 {
+			res.BytesAfter += size
+		}
+	}
+	res.PacksAfter += len(r.packs) - len(gone) + len(newPacks)
+	for id := range newPacks {
+		if _, ok := r.packs[id]; ok {
+			res.PacksAfter--
+		}
+	}
+	if opt.DryRun || (len(gone) == 0 && len(indexNames) <= 1 && len(badIndex) == 0) {
+		res.IndexObjects = len(indexNames)
+		return res, nil
+	}
+
+	// The new index: every used chunk where it now is.
+	var live []indexEntryOf
+	for h := range used {
+		if loc, ok := moved[h]; ok {
+			live = append(live, indexEntryOf{Hash: h, Location: loc})
+		} else if loc, ok := r.index.get(h); ok && !gone[loc.Pack] {
+			live = append(live, indexEntryOf{Hash: h, Location: loc})
+		}
+	}
+	slices.SortFunc(live, func(a, b indexEntryOf) int { return compareID(&a.Hash, &b.Hash) })
+	written := map[string]bool{}
+	for len(live) > 0 {
+		part := live[:min(len(live), indexEvery)]
+		live = live[len(part):]
+		id, size, err := r.writeIndex(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.verifySize(ctx, indexName(id), int64(size)); err != nil {
+			return nil, err
+		}
+		written[indexName(id)] = true
+		res.IndexObjects++
+	}
+	// The old index objects, the damaged ones too: LoadIndex indexed
+	// every pack they could describe again from its header.
+	for _, n := range append(indexNames, badIndex...) {
+		if !written[n] {
+			if err := r.B.Remove(ctx, n); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for id := range gone {
-		if err := r.removeObject(ctx, packName(id)); err != nil {
+		if err := r.B.Remove(ctx, packName(id)); err != nil {
 			return nil, err
 		}
 	}
@@ -362,33 +376,168 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-// allEntries reads every index object and returns all entries (including
-// duplicates and entries of removed packs) and the index object names.
-// Packs without an index entry were indexed by LoadIndex(write) before.
-func (r *Repository) allEntries(ctx context.Context) ([]indexEntryOf, []string, error) {
-	var names []string
-	if err := list(ctx, r.Fs, IndexDir, func(o fs.Object) {
-		if strings.HasSuffix(o.Remote(), indexSuffix) {
-			names = append(names, o.Remote())
-		}
-	}); err != nil {
+// usedChunks returns the chunks that the backups (but those in without)
+// reference, and the names of backups whose manifest cannot be read.
+func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]bool, []string, error) {
+	backups, err := r.Backups(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
-	var all []indexEntryOf
-	for _, n := range names {
-		id, ok := parseID(strings.TrimSuffix(n[strings.LastIndexByte(n, '/')+1:], indexSuffix))
-		if !ok {
+	skip := map[string]bool{} // backup names hold the VM id
+	for _, b := range without {
+		skip[b.Name] = true
+	}
+	used := map[ID]bool{}
+	var unreadable []string
+	for _, b := range backups {
+		if skip[b.Name] {
 			continue
 		}
-		b, err := getObject(ctx, r.Fs, n)
+		m, err := r.Manifest(ctx, b)
+		if errors.Is(err, ErrCorruptObject) {
+			r.warnf("%v", err)
+			unreadable = append(unreadable, b.Name)
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}
-		e, err := decodeIndex(b, id)
+		for _, c := range m.Chunks {
+			used[ID(c.Hash)] = true
+		}
+	}
+	return used, unreadable, nil
+}
+
+// repack copies the used chunks of the packs ids into new packs, checking
+// each chunk against its hash, and records their new places in moved. It
+// returns the new packs (stored and checked) and the packs it could not
+// read or found damaged, which the caller keeps.
+func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, moved map[ID]Location) (map[ID]int64, []ID, error) {
+	newPacks := map[ID]int64{}
+	var failed []ID
+	var pb packBuilder
+	flush := func() error {
+		if pb.len() == 0 {
+			return nil
+		}
+		data, id, entries := pb.finish(r.Config.Version)
+		if _, err := r.saveContent(ctx, packName(id), data); err != nil {
+			return err
+		}
+		if err := r.verifySize(ctx, packName(id), int64(len(data))); err != nil {
+			return err
+		}
+		newPacks[id] = int64(len(data))
+		for _, e := range entries {
+			moved[e.Hash] = Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
+		}
+		return nil
+	}
+	limit := 2*int64(r.Config.PackSize) + packSlack
+	for _, pid := range ids {
+		data, err := backend.LoadAll(ctx, r.B, packName(pid), limit)
+		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+			return nil, nil, err
+		}
+		var entries []packEntry
+		if err == nil {
+			entries, err = parsePack(data, pid, r.Config.Version)
+		}
+		if err != nil {
+			r.warnf("not repacking pack %s: %v (kept; run 'vmasync check --read-data')", pid.Short(), err)
+			failed = append(failed, pid)
+			continue
+		}
+		var blobs []packEntry
+		for _, e := range entries {
+			loc, ok := r.index.get(e.Hash)
+			if !used[e.Hash] || !ok || loc.Pack != pid || loc.Offset != e.Offset {
+				continue
+			}
+			if _, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, nil); err != nil {
+				break
+			}
+			blobs = append(blobs, e)
+		}
+		if err != nil {
+			r.warnf("not repacking pack %s: %v (kept; run 'vmasync check --read-data')", pid.Short(), err)
+			failed = append(failed, pid)
+			continue
+		}
+		for _, e := range blobs {
+			pb.add(e.Hash, int(e.Raw), e.Type, data[e.Offset:e.Offset+e.Stored])
+			if pb.len() >= r.Config.PackSize {
+				if err := flush(); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, nil, err
+	}
+	return newPacks, failed, nil
+}
+
+// verifySize checks that an object just stored is there with its size:
+// GC deletes nothing before what replaces it has been seen whole.
+func (r *Repository) verifySize(ctx context.Context, name string, want int64) error {
+	size, err := r.B.Stat(ctx, name)
+	if err != nil {
+		return fmt.Errorf("checking %s after storing it: %w", name, err)
+	}
+	if size != want {
+		return fmt.Errorf("%w: %s has %d bytes after storing %d", ErrCorruptObject, name, size, want)
+	}
+	return nil
+}
+
+// removeTemps removes the temporary objects of interrupted uploads. Only
+// under the exclusive lock: no other process writes data then. Lock
+// objects are still written (a process that wants a lock writes one, sees
+// the exclusive lock and removes its own), so temporary objects under
+// locks/ are left alone.
+func (r *Repository) removeTemps(ctx context.Context) (int, error) {
+	var temps []string
+	err := r.B.List(ctx, "", func(e backend.Entry) error {
+		if backend.IsTemp(e.Name) && !strings.HasPrefix(e.Name, LocksDir+"/") {
+			temps = append(temps, e.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range temps {
+		if err := r.B.Remove(ctx, n); err != nil {
+			return 0, err
+		}
+	}
+	return len(temps), nil
+}
+
+// allEntries reads every readable index object and returns all entries
+// (including duplicates and entries of removed packs) and the names of
+// the objects read. Damaged index objects are left out (LoadIndex
+// reported them; their packs were indexed again from their headers).
+func (r *Repository) allEntries(ctx context.Context) ([]indexEntryOf, []string, error) {
+	names, err := r.indexObjects(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var all []indexEntryOf
+	var read []string
+	for _, n := range names {
+		e, err := r.readIndexObject(ctx, n)
+		if errors.Is(err, ErrCorruptObject) || errors.Is(err, backend.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}
 		all = append(all, e...)
+		read = append(read, n)
 	}
-	return all, names, nil
+	return all, read, nil
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rclone/rclone/fs"
+	"github.com/vmasync/vmasync/remote/backend"
 
 	"github.com/vmasync/vmasync/chunkplan"
 )
@@ -267,7 +267,7 @@ func testPruneGC(t *testing.T, version int) {
 
 // localRepoVersion is localRepo with format version v, as a vmasync of
 // that version would have created it.
-func localRepoVersion(t *testing.T, ctx context.Context, packSize, v int) (*Repository, fs.Fs, string) {
+func localRepoVersion(t *testing.T, ctx context.Context, packSize, v int) (*Repository, backend.Backend, string) {
 	t.Helper()
 	_, f, dir := localRepo(t, ctx, 0)
 	b, err := os.ReadFile(filepath.Join(dir, ConfigName))

@@ -15,11 +15,10 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/fserrors"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -113,6 +112,9 @@ type PushResult struct {
 	Previous   string
 	VsPrevious *chunkplan.Comparison
 	Duration   time.Duration
+	// Healed is set when the backup was on the remote but damaged (what
+	// was wrong) and this push stored it again.
+	Healed string
 }
 
 // Saving is the fraction of the archive that did not have to be stored.
@@ -123,10 +125,77 @@ func (r *PushResult) Saving() float64 {
 	return float64(r.SharedBytes) / float64(r.ArchiveBytes)
 }
 
-// HasBackup reports whether the repository holds a complete backup named
-// stem of vmid.
+// HasBackup reports whether the repository holds a manifest for the
+// backup named stem of vmid (complete or not: see BackupState).
 func (r *Repository) HasBackup(ctx context.Context, vmid, stem string) (bool, error) {
-	return fs.FileExists(ctx, r.Fs, backupObject(vmid, stem, ManifestExt))
+	_, err := r.B.Stat(ctx, backupObject(vmid, stem, ManifestExt))
+	if errors.Is(err, backend.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// BackupState says whether a backup is stored and usable.
+type BackupState int
+
+const (
+	// BackupAbsent: no manifest.
+	BackupAbsent BackupState = iota
+	// BackupComplete: the manifest is whole and, as far as the index and
+	// the listing of packs tell, every chunk it needs is stored.
+	BackupComplete
+	// BackupDamaged: the manifest is damaged, or chunks it needs are gone.
+	BackupDamaged
+)
+
+// BackupState checks the backup stem of vmid without downloading packs:
+// the manifest's size against its header (a truncated manifest is
+// damaged), and, after LoadIndex set aside damaged objects or dropped
+// entries, every chunk of the manifest against the index. The index must
+// be loaded. reason says what is wrong with a damaged backup.
+func (r *Repository) BackupState(ctx context.Context, vmid, stem string) (st BackupState, reason string, err error) {
+	name := backupObject(vmid, stem, ManifestExt)
+	size, err := r.B.Stat(ctx, name)
+	if errors.Is(err, backend.ErrNotFound) {
+		return BackupAbsent, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	prefix, err := r.B.Load(ctx, name, 0, min(size, 64<<10))
+	if err != nil {
+		return 0, "", err
+	}
+	want, err := chunkplan.ManifestSize(prefix)
+	if err == nil && want != size {
+		err = fmt.Errorf("%d bytes, its header says %d", size, want)
+	}
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return BackupDamaged, fmt.Sprintf("manifest %s is damaged: %v", name, err), nil
+	}
+	r.mu.Lock()
+	suspect := len(r.damage) > 0 || r.dropped > 0 || r.hasDamagedDir
+	r.mu.Unlock()
+	if !suspect && err == nil {
+		return BackupComplete, "", nil
+	}
+	m, err := r.Manifest(ctx, Backup{VMID: vmid, Name: stem, Object: name})
+	if errors.Is(err, ErrCorruptObject) {
+		return BackupDamaged, err.Error(), nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	missing := 0
+	for _, c := range m.Chunks {
+		if _, ok := r.Lookup(ID(c.Hash)); !ok {
+			missing++
+		}
+	}
+	if missing > 0 {
+		return BackupDamaged, fmt.Sprintf("%d of its %d chunks are no longer stored", missing, len(m.Chunks)), nil
+	}
+	return BackupComplete, "", nil
 }
 
 // Push reads the dump once (decompress, verify, optimize, chunk, hash),
@@ -140,11 +209,16 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	if r.index == nil {
 		return nil, errors.New("push: index not loaded")
 	}
-	if ok, err := r.HasBackup(ctx, d.VMID, d.Stem); err != nil {
+	state, why, err := r.BackupState(ctx, d.VMID, d.Stem)
+	if err != nil {
 		return nil, err
-	} else if ok {
+	}
+	switch state {
+	case BackupComplete:
 		res.Skipped, res.Reason = true, "already on the remote"
 		return res, nil
+	case BackupDamaged:
+		res.Healed = why
 	}
 	prev, err := r.previous(ctx, d)
 	if err != nil {
@@ -280,20 +354,12 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	}
 	res.Uploaded = up.uploaded
 	if !opt.DryRun {
-		for _, ext := range Sidecars {
-			b, err := os.ReadFile(strings.TrimSuffix(d.Path, dumpExt(d.Path)) + ext)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if err := putObject(ctx, r.Fs, backupObject(d.VMID, d.Stem, ext), b); err != nil {
-				return nil, err
-			}
-			res.Uploaded += int64(len(b))
+		n, err := r.pushSidecars(ctx, d)
+		if err != nil {
+			return nil, err
 		}
-		if err := putObject(ctx, r.Fs, backupObject(d.VMID, d.Stem, ManifestExt), mbuf.Bytes()); err != nil {
+		res.Uploaded += n
+		if err := r.B.Save(ctx, backupObject(d.VMID, d.Stem, ManifestExt), mbuf.Bytes()); err != nil {
 			return nil, err
 		}
 	}
@@ -310,6 +376,29 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 }
 
 var errChunkingStopped = errors.New("push: chunking stopped")
+
+// pushSidecars uploads the dump's .log, .notes and .protected files,
+// found under Proxmox VE's names (SidecarPaths), and returns their bytes.
+func (r *Repository) pushSidecars(ctx context.Context, d Dump) (int64, error) {
+	var n int64
+	for _, ext := range Sidecars {
+		for _, p := range SidecarPaths(d.Path, ext) {
+			b, err := os.ReadFile(p)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+			if err := r.B.Save(ctx, backupObject(d.VMID, d.Stem, ext), b); err != nil {
+				return n, err
+			}
+			n += int64(len(b))
+			break
+		}
+	}
+	return n, nil
+}
 
 // pendingTrim is the smallest size at which push trims its set of
 // pending chunks to those not yet indexed.
@@ -355,21 +444,24 @@ func (r *Repository) previous(ctx context.Context, d Dump) (*prevBackup, error) 
 	if err != nil {
 		return nil, err
 	}
-	var best *Backup
-	for i := range backups {
-		b := &backups[i]
-		if b.VMID == d.VMID && b.Stamp < d.Stamp {
-			best = b
+	// The newest earlier backup whose manifest reads: a damaged one is
+	// only reported (check, repair), it does not stop this push.
+	for i := len(backups) - 1; i >= 0; i-- {
+		b := backups[i]
+		if b.VMID != d.VMID || b.Stamp >= d.Stamp {
+			continue
 		}
+		m, err := r.Manifest(ctx, b)
+		if errors.Is(err, ErrCorruptObject) {
+			r.warnf("%v", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &prevBackup{name: b.Name, m: m}, nil
 	}
-	if best == nil {
-		return nil, nil
-	}
-	m, err := r.Manifest(ctx, *best)
-	if err != nil {
-		return nil, err
-	}
-	return &prevBackup{name: best.Name, m: m}, nil
+	return nil, nil
 }
 
 type hashWriter struct {
@@ -383,7 +475,7 @@ func (w hashWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// uploader uploads sealed packs with fs.Config.Transfers goroutines.
+// uploader uploads sealed packs with Repository.Transfers goroutines.
 type uploader struct {
 	ctx    context.Context // the push's: done when it stops
 	upCtx  context.Context // the uploads'
@@ -409,9 +501,9 @@ type sealedPack struct {
 }
 
 func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
-	n := fs.GetConfig(ctx).Transfers
+	n := r.Transfers
 	if n < 1 {
-		n = 1
+		n = 4
 	}
 	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, 2)}
 	for range n {
@@ -451,23 +543,14 @@ func (u *uploader) send(p *packBuilder) error {
 
 func (u *uploader) run() {
 	defer u.wg.Done()
-	// Local remotes: rclone would hash every pack twice with MD5 to
-	// verify a copy between two buffers of this process; the pack's name
-	// is already a SHA-256 (of its header, which holds every chunk's
-	// SHA-256), and check --read-data verifies both.
 	ctx := u.upCtx
-	if u.r.Fs.Features().IsLocal {
-		var ci *fs.ConfigInfo
-		ctx, ci = fs.AddConfig(ctx)
-		ci.IgnoreChecksum = true
-	}
 	for p := range u.ch {
 		if u.ctx.Err() != nil {
 			continue
 		}
 		id := packID(u.r.Config.Version, p.data, p.blobsEnd)
 		if !u.dry {
-			if err := putObject(ctx, u.r.Fs, packName(id), p.data); err != nil {
+			if _, err := u.r.saveContent(ctx, packName(id), p.data); err != nil {
 				u.fail(err)
 				continue
 			}
@@ -865,5 +948,5 @@ func Retriable(err error) bool {
 	if errors.As(err, &fe) || errors.Is(err, vma.ErrCorrupt) {
 		return false
 	}
-	return fserrors.ShouldRetry(err) || fserrors.IsRetryError(err)
+	return errors.Is(err, backend.ErrTransient)
 }

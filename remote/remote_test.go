@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/rclone/rclone/fs"
+	"github.com/vmasync/vmasync/remote/backend"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/vma"
@@ -107,7 +107,7 @@ func pushAll(t testing.TB, ctx context.Context, r *Repository, dir string) []*Pu
 // localRepo creates a repository in a new local directory, with packs of
 // packSize bytes (0: the default); it returns the repository, the
 // directory as an rclone Fs, and its path.
-func localRepo(t *testing.T, ctx context.Context, packSize int) (*Repository, fs.Fs, string) {
+func localRepo(t *testing.T, ctx context.Context, packSize int) (*Repository, backend.Backend, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "remote")
 	f, err := NewFs(ctx, dir)

@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,34 +8,55 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"os"
 	"path"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/rclone/rclone/fs"
-	"github.com/rclone/rclone/fs/fserrors"
-	"github.com/rclone/rclone/fs/operations"
-	"github.com/rclone/rclone/fs/walk"
-
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
-// Repository is an open vmasync repository on an rclone remote.
+// Repository is an open vmasync repository on a storage backend.
 type Repository struct {
-	// Fs is the remote the repository lives in.
-	Fs fs.Fs
+	// B is the storage the repository lives in.
+	B backend.Backend
 	// Config is the repository's config object.
 	Config *Config
 	// Params are the chunking parameters from Config.
 	Params chunkplan.Params
+	// Warn receives one line per damaged object set aside and other
+	// things the user should know (default: standard error).
+	Warn func(msg string)
+
+	// Transfers is how many packs a push uploads at once (0: 4).
+	Transfers int
+
+	// Lock timing (LockRefresh, LockStale unless a test shortens them).
+	lockRefresh, lockStale time.Duration
 
 	mu    sync.Mutex
 	index *chunkIndex  // chunk hash -> where it is stored
 	packs map[ID]int64 // pack -> size, as listed
+	// damage lists what the last LoadIndex set aside; dropped counts the
+	// index entries it dropped.
+	damage  []Damage
+	dropped int
+	// setAside is set when DamagedDir holds objects: repair found damage,
+	// so push checks existing backups against the index (BackupState).
+	hasDamagedDir bool
 }
+
+// Damage is a damaged or incomplete object found and set aside.
+type Damage struct {
+	// Object is the object's name; Kind "index", "pack" or "manifest".
+	Object, Kind string
+	Err          error
+}
+
+func (d Damage) String() string { return fmt.Sprintf("%s %s: %v", d.Kind, d.Object, d.Err) }
 
 // ErrNotRepository is returned by Open for a remote without a config
 // object.
@@ -46,64 +66,87 @@ var ErrNotRepository = errors.New("not a vmasync repository (no config object); 
 // repository.
 var ErrExists = errors.New("the remote already holds a vmasync repository")
 
-// maxSmallObject bounds objects read whole into memory (config, index,
-// manifests: a 10 TiB backup at 64 KiB chunks has a 6 GB manifest, far
-// beyond any real VM; 2 GiB is a bound, not a size).
-const maxSmallObject = 2 << 30
+// Bounds on what is read whole into memory, by what the format allows.
+const (
+	// maxConfig: a config object is a few hundred bytes of JSON.
+	maxConfig = 64 << 10
+	// maxIndexObject bounds an index object, compressed and decoded: a
+	// push writes index objects of at most indexEvery entries (about 7
+	// MB), GC and repair too; garbage collections before 2026-12-03 wrote
+	// one object of every entry, which this still reads up to about 1.3
+	// million chunks (10 GiB of data). A larger or hostile one is set
+	// aside like a damaged one, its packs are indexed again from their
+	// headers and the next prune replaces it.
+	maxIndexObject = 64 << 20
+	// maxManifest bounds a manifest (36 bytes per chunk: a 14 TiB VM at
+	// the default chunk size).
+	maxManifest = 2 << 30
+	// maxSidecar bounds a .log/.notes/.protected object.
+	maxSidecar = 64 << 20
+)
 
-// Init creates a new repository in f with chunking parameters p.
-func Init(ctx context.Context, f fs.Fs, p chunkplan.Params) (*Repository, error) {
+func newRepository(b backend.Backend, c *Config) *Repository {
+	p, _ := c.Chunker.Params()
+	return &Repository{B: b, Config: c, Params: p, lockRefresh: LockRefresh, lockStale: LockStale}
+}
+
+// Init creates a new repository in b with chunking parameters p. Of two
+// concurrent inits both succeed and both then use the config that is
+// stored (the last one written: it is replaced whole, never seen half
+// written).
+func Init(ctx context.Context, b backend.Backend, p chunkplan.Params) (*Repository, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if ok, err := fs.FileExists(ctx, f, ConfigName); err != nil {
-		return nil, err
-	} else if ok {
+	if _, err := b.Stat(ctx, ConfigName); err == nil {
 		return nil, ErrExists
+	} else if !errors.Is(err, backend.ErrNotFound) {
+		return nil, err
 	}
-	if err := operations.Mkdir(ctx, f, ""); err != nil {
-		return nil, fmt.Errorf("creating the remote directory: %w", err)
+	if m, ok := b.(backend.Mkdirer); ok {
+		if err := m.Mkdir(ctx); err != nil {
+			return nil, fmt.Errorf("creating the remote directory: %w", err)
+		}
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	c := &Config{Format: configFormat, Version: FormatVersion, ID: hex.EncodeToString(id[:]),
 		Created: time.Now().UTC().Truncate(time.Second), Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
-	b, err := json.MarshalIndent(c, "", "  ")
+	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	if err := putObject(ctx, f, ConfigName, append(b, '\n')); err != nil {
+	if err := b.Save(ctx, ConfigName, append(data, '\n')); err != nil {
 		return nil, err
 	}
-	return Open(ctx, f)
+	return Open(ctx, b)
 }
 
-// Open opens the repository in f and reads its config. The index is
+// Open opens the repository in b and reads its config. The index is
 // loaded by LoadIndex.
-func Open(ctx context.Context, f fs.Fs) (*Repository, error) {
-	b, err := getObject(ctx, f, ConfigName)
-	if errors.Is(err, fs.ErrorObjectNotFound) || errors.Is(err, fs.ErrorDirNotFound) {
+func Open(ctx context.Context, b backend.Backend) (*Repository, error) {
+	data, err := backend.LoadAll(ctx, b, ConfigName, maxConfig)
+	if errors.Is(err, backend.ErrNotFound) {
 		return nil, ErrNotRepository
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the config: %w", err)
 	}
-	c, err := decodeConfig(b)
+	c, err := decodeConfig(data)
 	if err != nil {
 		return nil, err
 	}
-	p, _ := c.Chunker.Params()
-	return &Repository{Fs: f, Config: c, Params: p}, nil
+	return newRepository(b, c), nil
 }
 
-// OpenOrInit opens the repository in f, creating it with parameters p if
+// OpenOrInit opens the repository in b, creating it with parameters p if
 // the remote has no config object yet. created reports which happened.
-func OpenOrInit(ctx context.Context, f fs.Fs, p chunkplan.Params) (r *Repository, created bool, err error) {
-	r, err = Open(ctx, f)
+func OpenOrInit(ctx context.Context, b backend.Backend, p chunkplan.Params) (r *Repository, created bool, err error) {
+	r, err = Open(ctx, b)
 	if errors.Is(err, ErrNotRepository) {
-		r, err = Init(ctx, f, p)
+		r, err = Init(ctx, b, p)
 		if errors.Is(err, ErrExists) { // a concurrent init won
-			r, err = Open(ctx, f)
+			r, err = Open(ctx, b)
 			return r, false, err
 		}
 		return r, err == nil, err
@@ -111,25 +154,44 @@ func OpenOrInit(ctx context.Context, f fs.Fs, p chunkplan.Params) (r *Repository
 	return r, false, err
 }
 
-// list calls fn for every object under dir (recursively); a missing dir
-// lists nothing.
-func list(ctx context.Context, f fs.Fs, dir string, fn func(o fs.Object)) error {
-	// walk logs an ERROR for a missing directory: look first.
-	if _, err := f.List(ctx, dir); errors.Is(err, fs.ErrorDirNotFound) {
-		return nil
+func (r *Repository) warnf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if r.Warn != nil {
+		r.Warn(msg)
+		return
 	}
-	err := walk.ListR(ctx, f, dir, true, -1, walk.ListObjects, func(entries fs.DirEntries) error {
-		for _, e := range entries {
-			if o, ok := e.(fs.Object); ok {
-				fn(o)
-			}
+	fmt.Fprintln(os.Stderr, "vmasync: "+msg)
+}
+
+// list calls fn for every object under dir but temporary ones.
+func (r *Repository) list(ctx context.Context, dir string, fn func(e backend.Entry)) error {
+	return r.B.List(ctx, dir, func(e backend.Entry) error {
+		if !backend.IsTemp(e.Name) {
+			fn(e)
 		}
 		return nil
 	})
-	if errors.Is(err, fs.ErrorDirNotFound) {
-		return nil
+}
+
+// saveContent stores a content-named object (pack, index). One that
+// exists already with the right size is another process's complete copy
+// of the same content: it is left alone, never written again.
+func (r *Repository) saveContent(ctx context.Context, name string, data []byte) (written bool, err error) {
+	size, err := r.B.Stat(ctx, name)
+	if err == nil && size == int64(len(data)) {
+		return false, nil
 	}
-	return err
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return false, err
+	}
+	return true, r.B.Save(ctx, name, data)
+}
+
+// Damage lists the damaged objects the last LoadIndex set aside.
+func (r *Repository) Damage() []Damage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Damage(nil), r.damage...)
 }
 
 // IndexStats describes the loaded index.
@@ -138,65 +200,122 @@ type IndexStats struct {
 	// Recovered counts packs found without an index entry (left by an
 	// interrupted push) whose headers were read and indexed.
 	Recovered int
+	// Dropped counts index entries set aside because their pack is
+	// missing or shorter than the entry says.
+	Dropped int
+	// Damaged lists the objects set aside (see Repository.Damage).
+	Damaged []Damage
 }
 
-// LoadIndex reads every index object and lists the packs. Packs that no
-// index covers (an interrupted push uploaded them but died before writing
-// its index) are read back from their headers and indexed, so their chunks
-// are not uploaded again; with write set, an index object for them is
-// stored.
-func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, error) {
-	var st IndexStats
+// listPacks returns every pack with its size.
+func (r *Repository) listPacks(ctx context.Context) (map[ID]int64, error) {
 	packs := map[ID]int64{}
-	if err := list(ctx, r.Fs, PacksDir, func(o fs.Object) {
-		name := path.Base(o.Remote())
+	err := r.list(ctx, PacksDir, func(e backend.Entry) {
+		name := path.Base(e.Name)
 		if id, ok := parseID(strings.TrimSuffix(name, packSuffix)); ok && strings.HasSuffix(name, packSuffix) {
-			packs[id] = o.Size()
+			packs[id] = e.Size
 		}
-	}); err != nil {
-		return st, fmt.Errorf("listing packs: %w", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing packs: %w", err)
 	}
+	return packs, nil
+}
+
+// indexObjects lists the index objects' names and ids, sorted.
+func (r *Repository) indexObjects(ctx context.Context) ([]string, error) {
 	var names []string
-	if err := list(ctx, r.Fs, IndexDir, func(o fs.Object) {
-		if strings.HasSuffix(o.Remote(), indexSuffix) {
-			names = append(names, o.Remote())
+	err := r.list(ctx, IndexDir, func(e backend.Entry) {
+		if _, ok := parseID(strings.TrimSuffix(path.Base(e.Name), indexSuffix)); ok && strings.HasSuffix(e.Name, indexSuffix) {
+			names = append(names, e.Name)
 		}
-	}); err != nil {
-		return st, fmt.Errorf("listing index objects: %w", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing index objects: %w", err)
 	}
 	sort.Strings(names)
+	return names, nil
+}
+
+// readIndexObject reads and decodes one index object. A damaged object
+// (wrong content for its name, undecodable, too large) is returned as
+// ErrCorruptObject; a read failure as itself.
+func (r *Repository) readIndexObject(ctx context.Context, name string) ([]indexEntryOf, error) {
+	id, _ := parseID(strings.TrimSuffix(path.Base(name), indexSuffix))
+	b, err := backend.LoadAll(ctx, r.B, name, maxIndexObject)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrTransient) && !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptObject, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeIndex(b, id)
+}
+
+// LoadIndex reads every index object and lists the packs. Damage does not
+// stop it: an index object that does not match its name or does not
+// decode is set aside (reported through Warn and Damage), and entries
+// whose pack is missing or too short for them are dropped, so that a push
+// uploads those chunks again instead of building on data that is gone.
+// Packs that no readable index covers (an interrupted push uploaded them
+// but died before writing its index, or their index was damaged) are
+// read back from their headers and indexed; with write set, an index
+// object for them is stored.
+func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, error) {
+	var st IndexStats
+	packs, err := r.listPacks(ctx)
+	if err != nil {
+		return st, err
+	}
+	names, err := r.indexObjects(ctx)
+	if err != nil {
+		return st, err
+	}
 	index := newChunkIndex()
 	covered := map[ID]bool{}
+	short := map[ID]bool{}
 	for _, name := range names {
-		id, ok := parseID(strings.TrimSuffix(path.Base(name), indexSuffix))
-		if !ok {
+		entries, err := r.readIndexObject(ctx, name)
+		if errors.Is(err, backend.ErrNotFound) {
+			continue // removed meanwhile (a prune finishing)
+		}
+		if errors.Is(err, ErrCorruptObject) {
+			st.Damaged = append(st.Damaged, Damage{Object: name, Kind: "index", Err: err})
 			continue
 		}
-		b, err := getObject(ctx, r.Fs, name)
 		if err != nil {
 			return st, fmt.Errorf("reading %s: %w", name, err)
 		}
-		entries, err := decodeIndex(b, id)
-		if err != nil {
-			return st, err
-		}
 		for _, e := range entries {
-			covered[e.Pack] = true
-			if _, ok := packs[e.Pack]; !ok {
+			size, ok := packs[e.Pack]
+			if !ok {
+				st.Dropped++
 				continue // pack removed (by prune) or missing: check reports it
 			}
+			if int64(e.Offset)+int64(e.Stored) > size-int64(packTrailer) {
+				st.Dropped++
+				short[e.Pack] = true
+				continue
+			}
+			covered[e.Pack] = true
 			index.load(e.Hash, e.Location)
 		}
 		st.IndexObjects++
 	}
+	for id := range short {
+		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
+	}
 	var orphans []indexEntryOf
 	for id, size := range packs {
-		if covered[id] {
+		if covered[id] || short[id] {
 			continue
 		}
 		entries, err := r.readPackHeader(ctx, id, size)
 		if err != nil {
-			fs.Logf(nil, "ignoring pack %s: not indexed and unreadable, probably cut short by an interrupted upload (%v)", id.Short(), err)
+			if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+				return st, err
+			}
+			st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("not indexed and its header is unreadable: %w", err)})
 			continue
 		}
 		st.Recovered++
@@ -206,15 +325,23 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 			index.load(e.Hash, loc)
 		}
 	}
+	for _, d := range st.Damaged {
+		r.warnf("set aside %s (run 'vmasync repair')", d)
+	}
 	if write && len(orphans) > 0 {
-		if _, _, err := r.writeIndex(ctx, orphans); err != nil {
+		n, err := r.writeIndexParts(ctx, orphans)
+		if err != nil {
 			return st, err
 		}
-		st.IndexObjects++
+		st.IndexObjects += n
+	}
+	setAside, err := r.hasSetAside(ctx)
+	if err != nil {
+		return st, err
 	}
 	index.freeze()
 	r.mu.Lock()
-	r.index, r.packs = index, packs
+	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir = index, packs, st.Damaged, st.Dropped, setAside
 	r.mu.Unlock()
 	st.Chunks, st.Packs = index.len(), len(packs)
 	return st, nil
@@ -227,7 +354,7 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 		return nil, fmt.Errorf("%w: pack %s: %d bytes", ErrCorruptObject, id.Short(), size)
 	}
 	name := packName(id)
-	t, err := getRange(ctx, r.Fs, name, size-int64(packTrailer), int64(packTrailer))
+	t, err := r.B.Load(ctx, name, size-int64(packTrailer), int64(packTrailer))
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +363,7 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 		return nil, err
 	}
 	start := size - int64(packTrailer) - int64(n)
-	hdr, err := getRange(ctx, r.Fs, name, start, int64(n))
+	hdr, err := r.B.Load(ctx, name, start, int64(n))
 	if err != nil {
 		return nil, err
 	}
@@ -248,12 +375,28 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 	return decodePackHeader(hdr, start)
 }
 
-// writeIndex uploads entries as an index object and returns its id and
+// writeIndex uploads entries as one index object and returns its id and
 // size.
 func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID, int, error) {
 	b := encodeIndex(entries)
 	id := ID(sha256.Sum256(b))
-	return id, len(b), putObject(ctx, r.Fs, indexName(id), b)
+	_, err := r.saveContent(ctx, indexName(id), b)
+	return id, len(b), err
+}
+
+// writeIndexParts uploads entries as index objects of at most indexEvery
+// entries each and returns how many it wrote.
+func (r *Repository) writeIndexParts(ctx context.Context, entries []indexEntryOf) (int, error) {
+	n := 0
+	for len(entries) > 0 {
+		part := entries[:min(len(entries), indexEvery)]
+		entries = entries[len(part):]
+		if _, _, err := r.writeIndex(ctx, part); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Lookup returns where chunk h is stored.
@@ -270,88 +413,4 @@ func (r *Repository) addIndex(entries []indexEntryOf, packID ID, packSize int64)
 	for _, e := range entries {
 		r.index.add(e.Hash, e.Location)
 	}
-}
-
-// putObject uploads b as name, retrying the whole upload on errors rclone
-// deems retriable (the backends retry single requests themselves).
-func putObject(ctx context.Context, f fs.Fs, name string, b []byte) error {
-	tries := fs.GetConfig(ctx).LowLevelRetries
-	if tries < 1 {
-		tries = 1
-	}
-	err := operations.Retry(ctx, name, tries, func() error {
-		if uploadHook != nil {
-			if err := uploadHook(name); err != nil {
-				return err
-			}
-		}
-		_, err := operations.RcatSize(ctx, f, name, io.NopCloser(bytes.NewReader(b)), int64(len(b)), time.Now(), nil)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("uploading %s: %w", name, err)
-	}
-	return nil
-}
-
-// uploadHook, when set (by tests), is called before every upload; an
-// error it returns fails that attempt.
-var uploadHook func(name string) error
-
-// getObject downloads a whole (small) object.
-func getObject(ctx context.Context, f fs.Fs, name string) ([]byte, error) {
-	o, err := f.NewObject(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	var b []byte
-	err = operations.Retry(ctx, name, retries(ctx), func() error {
-		rc, err := o.Open(ctx)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		b, err = readAllLimit(rc, maxSmallObject)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) != o.Size() && o.Size() >= 0 {
-		return nil, fmt.Errorf("%s: read %d bytes of %d", name, len(b), o.Size())
-	}
-	return b, nil
-}
-
-// getRange downloads n bytes of name from offset off.
-func getRange(ctx context.Context, f fs.Fs, name string, off, n int64) ([]byte, error) {
-	o, err := f.NewObject(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return readRange(ctx, o, off, n)
-}
-
-func readRange(ctx context.Context, o fs.Object, off, n int64) ([]byte, error) {
-	b := make([]byte, n)
-	err := operations.Retry(ctx, o, retries(ctx), func() error {
-		rc, err := o.Open(ctx, &fs.RangeOption{Start: off, End: off + n - 1})
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		_, err = io.ReadFull(rc, b)
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = fserrors.NoRetryError(fmt.Errorf("%s: short read at offset %d", o.Remote(), off))
-		}
-		return err
-	})
-	return b, err
-}
-
-func retries(ctx context.Context) int {
-	if n := fs.GetConfig(ctx).LowLevelRetries; n > 0 {
-		return n
-	}
-	return 1
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/rclone/rclone/fs"
-
 	"github.com/vmasync/vmasync/chunkplan"
 )
 
@@ -55,21 +53,11 @@ func (r *Repository) Restore(ctx context.Context, m *chunkplan.Manifest, w io.Wr
 	results := make(chan fetched, 2)
 	go func() {
 		defer close(results)
-		objs := map[ID]fs.Object{}
 		for _, s := range spans {
-			o, ok := objs[s.pack]
-			if !ok {
-				var err error
-				if o, err = r.Fs.NewObject(ctx, packName(s.pack)); err != nil {
-					select {
-					case results <- fetched{err: fmt.Errorf("pack %s: %w", s.pack.Short(), err)}:
-					case <-ctx.Done():
-					}
-					return
-				}
-				objs[s.pack] = o
+			b, err := r.B.Load(ctx, packName(s.pack), s.off, s.n)
+			if err != nil {
+				err = fmt.Errorf("pack %s: %w", s.pack.Short(), err)
 			}
-			b, err := readRange(ctx, o, s.off, s.n)
 			select {
 			case results <- fetched{b, err}:
 			case <-ctx.Done():

@@ -2,11 +2,11 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"time"
 
-	"github.com/rclone/rclone/fs"
-
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 // Snapshot is one backup as listed by Snapshots.
@@ -22,6 +22,9 @@ type Snapshot struct {
 	Disks     int    `json:"disks"`
 	Source    string `json:"source"`
 	Protected bool   `json:"protected"`
+	// Damaged says what is wrong with a backup whose manifest cannot be
+	// read ("" for a readable one).
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // Snapshots lists the backups (of the given VM ids, or all) with their
@@ -43,6 +46,12 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 			continue
 		}
 		m, err := r.Manifest(ctx, b)
+		if errors.Is(err, ErrCorruptObject) {
+			// Listed, marked damaged; the other backups are listed as usual.
+			out = append(out, Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Protected: b.Protected, Damaged: err.Error()})
+			prev = nil
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -59,15 +68,17 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 
 // Object downloads a small object of the repository (a sidecar).
 func (r *Repository) Object(ctx context.Context, name string) ([]byte, error) {
-	return getObject(ctx, r.Fs, name)
+	return backend.LoadAll(ctx, r.B, name, maxSidecar)
 }
 
-// Empty returns a repository value for f that is not stored anywhere (for
+// Empty returns a repository value for b that is not stored anywhere (for
 // dry runs against a remote that has none yet).
-func Empty(f fs.Fs, p chunkplan.Params) (*Repository, error) {
+func Empty(b backend.Backend, p chunkplan.Params) (*Repository, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	c := &Config{Format: configFormat, Version: FormatVersion, Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
-	return &Repository{Fs: f, Config: c, Params: p, index: newChunkIndex(), packs: map[ID]int64{}}, nil
+	r := newRepository(b, c)
+	r.index, r.packs = newChunkIndex(), map[ID]int64{}
+	return r, nil
 }

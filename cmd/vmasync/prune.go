@@ -103,7 +103,7 @@ func pruneCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(ctx, cCtx, r, !dry)
+			ctx, unlock, err := lockRepo(ctx, cCtx, r, !dry)
 			if err != nil {
 				return err
 			}

@@ -354,6 +354,10 @@ func TestPruneAndLocksCLI(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("push under a live exclusive lock: %v", r)
 	}
+	if !strings.HasPrefix(r.stderr, "vmasync: waiting up to 1s for the exclusive lock by vmasync prune") {
+		t.Errorf("push under a live lock did not say it waits for it: %q", r.stderr)
+	}
+	r.stderr = r.stderr[strings.IndexByte(r.stderr, '\n')+1:]
 	wantOneErrorLine(t, r, "locked", "exclusive lock by vmasync prune")
 	// The same lock, stale: a process that does not exist.
 	os.WriteFile(live, []byte(`{"exclusive":true,"host":"`+host+`","pid":999999999,"command":"vmasync prune","time":"`+now+`","refreshed":"`+now+`"}`), 0o644)

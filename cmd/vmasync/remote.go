@@ -21,6 +21,8 @@ import (
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/output"
 	"github.com/vmasync/vmasync/remote"
+	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/backend/rclonebe"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -37,14 +39,18 @@ func remoteFlags() []cli.Flag {
 
 // lockRepo takes the repository lock for the command; the returned
 // function releases it.
-func lockRepo(ctx context.Context, cCtx *cli.Context, r *remote.Repository, exclusive bool) (func(), error) {
+//
+// The command must run under the returned context: it is cancelled when
+// the lock cannot be refreshed in time (remote.ErrLockLost), so that the
+// command stops before another process may take its lock for stale.
+func lockRepo(ctx context.Context, cCtx *cli.Context, r *remote.Repository, exclusive bool) (context.Context, func(), error) {
 	l, err := r.Lock(ctx, exclusive, "vmasync "+cCtx.Command.Name, cCtx.Duration("lock-wait"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() {
+	return l.Context(), func() {
 		if err := l.Unlock(); err != nil {
-			fs.Errorf(nil, "removing the lock: %v", err)
+			r.Warn("removing the lock: " + err.Error())
 		}
 	}, nil
 }
@@ -59,7 +65,7 @@ func openRemote(e *env, cCtx *cli.Context, o opts, s string) (context.Context, f
 	if o.quiet {
 		level = slog.LevelError
 	}
-	set := remote.Settings{
+	set := rclonebe.Settings{
 		ConfigPath: cCtx.Path("rclone-config"),
 		Transfers:  cCtx.Int("transfers"),
 		BwLimit:    cCtx.String("bwlimit"),
@@ -77,11 +83,11 @@ func openRemote(e *env, cCtx *cli.Context, o opts, s string) (context.Context, f
 		}
 		set.Options[strings.ReplaceAll(strings.TrimLeft(k, "-"), "-", "_")] = v
 	}
-	ctx, err := remote.Setup(e.ctx, set)
+	ctx, err := rclonebe.Setup(e.ctx, set)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := remote.NewFs(ctx, s)
+	f, err := rclonebe.NewFs(ctx, s)
 	if err != nil {
 		return nil, nil, maskErr(err, s)
 	}
@@ -150,7 +156,7 @@ func initCommand(e *env) *cli.Command {
 			if err := refuseForeignDir(ctx, f, cCtx.Bool("force")); err != nil {
 				return fmt.Errorf("%s: %w", maskRemote(args[0]), err)
 			}
-			r, err := remote.Init(ctx, f, chunkplan.DefaultParams())
+			r, err := remote.Init(ctx, newBackend(e, f), chunkplan.DefaultParams())
 			if err != nil {
 				return fmt.Errorf("%s: %w", maskRemote(args[0]), err)
 			}
@@ -162,15 +168,26 @@ func initCommand(e *env) *cli.Command {
 	})
 }
 
+// configureRepo sets the repository's run settings from the flags: how
+// many uploads at once, and where warnings about damaged objects go.
+func configureRepo(e *env, cCtx *cli.Context, r *remote.Repository) {
+	r.Transfers = cCtx.Int("transfers")
+	r.Warn = func(msg string) { fmt.Fprintln(e.stderr, "vmasync: "+msg) }
+}
+
+// newBackend is the repository backend on the rclone remote f.
+func newBackend(e *env, f fs.Fs) backend.Backend { return rclonebe.New(f) }
+
 func openRepo(e *env, cCtx *cli.Context, o opts, s string) (context.Context, *remote.Repository, error) {
 	ctx, f, err := openRemote(e, cCtx, o, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := remote.Open(ctx, f)
+	r, err := remote.Open(ctx, newBackend(e, f))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", maskRemote(s), err)
 	}
+	configureRepo(e, cCtx, r)
 	return ctx, r, nil
 }
 
@@ -274,13 +291,13 @@ func pushCommand(e *env) *cli.Command {
 			}
 			var r *remote.Repository
 			if dry {
-				if r, err = remote.Open(ctx, f); errors.Is(err, remote.ErrNotRepository) {
+				if r, err = remote.Open(ctx, newBackend(e, f)); errors.Is(err, remote.ErrNotRepository) {
 					// Nothing there yet: measure against an empty repository.
-					r, err = remote.Empty(f, chunkplan.DefaultParams())
+					r, err = remote.Empty(newBackend(e, f), chunkplan.DefaultParams())
 				}
 			} else {
 				var created bool
-				r, created, err = remote.OpenOrInit(ctx, f, chunkplan.DefaultParams())
+				r, created, err = remote.OpenOrInit(ctx, newBackend(e, f), chunkplan.DefaultParams())
 				if created && !o.quiet && !cCtx.Bool("json") {
 					fmt.Fprintf(e.stderr, "initialised a new vmasync repository in %s\n", maskRemote(rs))
 				}
@@ -288,12 +305,14 @@ func pushCommand(e *env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", maskRemote(rs), err)
 			}
+			configureRepo(e, cCtx, r)
 			if !dry {
-				unlock, err := lockRepo(ctx, cCtx, r, false)
+				lctx, unlock, err := lockRepo(ctx, cCtx, r, false)
 				if err != nil {
 					return fmt.Errorf("%s: %w", maskRemote(rs), err)
 				}
 				defer unlock()
+				ctx = lctx
 			}
 			st, err := r.LoadIndex(ctx, !dry)
 			if err != nil {
@@ -618,7 +637,7 @@ func pullCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(ctx, cCtx, r, false)
+			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
 			if err != nil {
 				return err
 			}
@@ -763,7 +782,7 @@ func checkCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			unlock, err := lockRepo(ctx, cCtx, r, false)
+			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,245 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/vmasync/vmasync/remote/backend"
+)
+
+// DamagedDir holds the objects repair set aside, under their original
+// names (damaged/packs/ab/ab12….pack, damaged/index/…, damaged/backups/…).
+// Nothing reads them; remove them once looked at.
+const DamagedDir = "damaged"
+
+// RepairOptions tune Repair.
+type RepairOptions struct {
+	// DryRun reports what Repair would do and changes nothing.
+	DryRun bool
+	// ReadData downloads every pack and checks every chunk; without it
+	// only pack headers are read (damage inside a blob is then not seen).
+	ReadData bool
+	// Dumps are the local vzdump dumps (FindDumps) to look for backups
+	// that lost data: a push of such a dump stores it whole again.
+	Dumps []Dump
+}
+
+// LostBackup is a backup that lost data.
+type LostBackup struct {
+	Backup Backup
+	// Missing of Chunks chunks are gone; Damaged is set when the manifest
+	// itself was damaged (set aside: the backup is gone from the list).
+	Missing, Chunks int
+	Damaged         bool
+	// Dump is a local dump whose push would store the backup again ("" if
+	// none was given or found).
+	Dump string
+}
+
+// RepairResult reports what Repair did (or would do).
+type RepairResult struct {
+	// SetAside lists the damaged objects moved under DamagedDir.
+	SetAside []Damage
+	// Packs is how many packs the new index describes, IndexWritten how
+	// many index objects were written and IndexRemoved how many old ones
+	// removed.
+	Packs, IndexWritten, IndexRemoved int
+	// TempRemoved counts temporary objects of interrupted uploads removed.
+	TempRemoved int
+	Lost        []LostBackup
+}
+
+// Repair rebuilds the repository's bookkeeping from its data, as restic's
+// repair index and repair snapshots do: it reads every pack's header (and
+// with ReadData every chunk), sets aside packs that are damaged and
+// manifests that do not parse (moved under DamagedDir, never deleted),
+// writes a new index of every readable pack and removes the old index
+// objects, then lists the backups that lost data and the local dumps whose
+// push would store them again (push does so on its own: see BackupState).
+// The caller must hold the exclusive lock.
+func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResult, error) {
+	res := &RepairResult{}
+	if !opt.DryRun {
+		n, err := r.removeTemps(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.TempRemoved = n
+	}
+	packs, err := r.listPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	indexNames, err := r.indexObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Every pack's entries, from its own header (and blobs).
+	var entries []indexEntryOf
+	for _, id := range sortedIDs(packs) {
+		pe, err := r.scanPack(ctx, id, packs[id], opt.ReadData)
+		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		if err != nil {
+			res.SetAside = append(res.SetAside, Damage{Object: packName(id), Kind: "pack", Err: err})
+			continue
+		}
+		res.Packs++
+		for _, e := range pe {
+			entries = append(entries, indexEntryOf{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
+		}
+	}
+	for _, n := range indexNames {
+		if _, err := r.readIndexObject(ctx, n); errors.Is(err, ErrCorruptObject) {
+			res.SetAside = append(res.SetAside, Damage{Object: n, Kind: "index", Err: err})
+		}
+	}
+	// The new index, in memory, to judge the backups by.
+	index := newChunkIndex()
+	for _, e := range entries {
+		index.load(e.Hash, e.Location)
+	}
+	index.freeze()
+	if err := r.judgeBackups(ctx, index, opt.Dumps, res); err != nil {
+		return nil, err
+	}
+	if opt.DryRun {
+		return res, nil
+	}
+	for _, d := range res.SetAside {
+		if err := r.setAside(ctx, d.Object); err != nil {
+			return nil, err
+		}
+	}
+	written := map[string]bool{}
+	for len(entries) > 0 {
+		part := entries[:min(len(entries), indexEvery)]
+		entries = entries[len(part):]
+		id, size, err := r.writeIndex(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.verifySize(ctx, indexName(id), int64(size)); err != nil {
+			return nil, err
+		}
+		written[indexName(id)] = true
+		res.IndexWritten++
+	}
+	for _, n := range indexNames {
+		if written[n] {
+			continue
+		}
+		if err := r.B.Remove(ctx, n); err != nil {
+			return nil, err
+		}
+		res.IndexRemoved++
+	}
+	if _, err := r.LoadIndex(ctx, false); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// scanPack returns a pack's entries from its header, checking with
+// readData every blob against its hash.
+func (r *Repository) scanPack(ctx context.Context, id ID, size int64, readData bool) ([]packEntry, error) {
+	if !readData {
+		return r.readPackHeader(ctx, id, size)
+	}
+	data, err := backend.LoadAll(ctx, r.B, packName(id), 2*int64(r.Config.PackSize)+packSlack)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := parsePack(data, id, r.Config.Version)
+	if err != nil {
+		return nil, err
+	}
+	var raw []byte
+	for _, e := range entries {
+		loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
+		if raw, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+// judgeBackups finds the backups whose manifest is damaged (to be set
+// aside) or whose chunks index does not hold.
+func (r *Repository) judgeBackups(ctx context.Context, index *chunkIndex, dumps []Dump, res *RepairResult) error {
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	local := map[string]string{}
+	for _, d := range dumps {
+		local[d.Stem] = d.Path
+	}
+	for _, b := range backups {
+		m, err := r.Manifest(ctx, b)
+		if errors.Is(err, ErrCorruptObject) {
+			res.SetAside = append(res.SetAside, Damage{Object: b.Object, Kind: "manifest", Err: err})
+			res.Lost = append(res.Lost, LostBackup{Backup: b, Damaged: true, Dump: local[b.Name]})
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		missing := 0
+		for _, c := range m.Chunks {
+			if _, ok := index.find(ID(c.Hash)); !ok {
+				missing++
+			}
+		}
+		if missing > 0 {
+			res.Lost = append(res.Lost, LostBackup{Backup: b, Missing: missing, Chunks: len(m.Chunks), Dump: local[b.Name]})
+		}
+	}
+	return nil
+}
+
+// setAside moves an object under DamagedDir: a copy is stored there
+// first, then the original is removed.
+func (r *Repository) setAside(ctx context.Context, name string) error {
+	size, err := r.B.Stat(ctx, name)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	data, err := r.B.Load(ctx, name, 0, size)
+	if err != nil {
+		return fmt.Errorf("setting aside %s: %w", name, err)
+	}
+	if err := r.B.Save(ctx, path.Join(DamagedDir, name), data); err != nil {
+		return fmt.Errorf("setting aside %s: %w", name, err)
+	}
+	return r.B.Remove(ctx, name)
+}
+
+// hasSetAside reports whether anything lies under DamagedDir.
+func (r *Repository) hasSetAside(ctx context.Context) (bool, error) {
+	found := false
+	err := r.B.List(ctx, DamagedDir, func(e backend.Entry) error {
+		if !strings.Contains(e.Name, backend.TempMarker) {
+			found = true
+		}
+		return nil
+	})
+	return found, err
+}
+
+func sortedIDs(m map[ID]int64) []ID {
+	ids := make([]ID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return compareID(&a, &b) })
+	return ids
+}
