@@ -10,7 +10,8 @@
 # It enables nothing: the last lines say what to do next.
 #
 # The binary: VMASYNC_BIN=/path/to/vmasync, else ./bin/vmasync of this
-# checkout, else it is built with Go (go build -o bin/vmasync ./cmd/vmasync).
+# checkout, else it is built with Go (CGO_ENABLED=0 go build -o bin/vmasync
+# ./cmd/vmasync: a static binary).
 # DESTDIR=/some/dir installs below that directory instead of / (for
 # packaging and tests; systemctl is then not called).
 set -eu
@@ -33,11 +34,11 @@ if [ -z "$bin" ]; then
 			go=/usr/local/go/bin/go
 		fi
 		if ! command -v "$go" >/dev/null 2>&1; then
-			echo "install.sh: $bin missing and Go not found; build it elsewhere (go build -o bin/vmasync ./cmd/vmasync) or set VMASYNC_BIN" >&2
+			echo "install.sh: $bin missing and Go not found; build it elsewhere (CGO_ENABLED=0 go build -o bin/vmasync ./cmd/vmasync) or set VMASYNC_BIN" >&2
 			exit 1
 		fi
-		echo "building $bin"
-		(cd "$repo" && "$go" build -o bin/vmasync ./cmd/vmasync)
+		echo "building $bin (static; the first build takes a few minutes)"
+		(cd "$repo" && CGO_ENABLED=0 "$go" build -o bin/vmasync ./cmd/vmasync)
 	fi
 fi
 [ -x "$bin" ] || {
