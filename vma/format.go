@@ -11,6 +11,11 @@
 // its clusters in stored order; a Writer produces an archive from clusters
 // handed in any order. Both check what Proxmox's code checks, and the Reader
 // also checks that every cluster of every disk is present exactly once.
+// Scan, Optimize and PackDevices are built on them.
+//
+// The package is a codec, like archive/tar: it reads and writes streams
+// and knows no file names, compression, standard input or output; that
+// file work is internal/vmafile's, over internal/input and internal/output.
 package vma
 
 import (
@@ -206,9 +211,6 @@ var zeroBlock [BlockSize]byte
 func isZero(b []byte) bool {
 	return string(b) == string(zeroBlock[:len(b)])
 }
-
-// timeNow is time.Now, replaceable in tests.
-var timeNow = time.Now
 
 // RandomUUID returns a random version-4 uuid, as uuid_generate does.
 func RandomUUID() UUID {

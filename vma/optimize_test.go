@@ -7,22 +7,28 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// shuffledArchive writes the images of dir into an archive with clusters in
-// a random order and a random uuid.
+// shuffledArchive writes the disk-<name>.raw images of dir (devices by
+// name) into an archive with clusters in a random order and a random uuid.
 func shuffledArchive(t *testing.T, dir string, seed uint64) []byte {
 	t.Helper()
-	l, err := ReadPackLayout(dir)
-	if err != nil {
-		t.Fatal(err)
+	paths, err := filepath.Glob(filepath.Join(dir, "disk-*.raw"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no images in %s: %v", dir, err)
 	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "disk-"), ".raw"))
+	}
+	slices.Sort(names)
 	h := Header{UUID: RandomUUID(), CTime: 1700000000}
 	imgs := map[int][]byte{}
-	for i, name := range l.Devices {
-		b, err := os.ReadFile(l.Images[name])
+	for i, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, ImageName(name)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,153 +3,49 @@ package vma
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 )
 
-// PackOptions tunes Pack.
-type PackOptions struct {
-	// UUID of the new archive; zero means a random one, as vzdump writes.
-	UUID UUID
-	// CTime of the new archive (seconds since the epoch); zero means now.
-	CTime int64
-	// Progress, if set, is called after each cluster with the image bytes
-	// read so far.
-	Progress func(read int64)
-}
-
-// PackLayout is what Pack finds in a directory.
-type PackLayout struct {
-	// Configs are the config files, qemu-server.conf first, then
-	// qemu-server.fw, then the rest by name.
-	Configs []string
-	// Images maps device names to image paths; Devices is their order.
-	Images  map[string]string
-	Devices []string
-}
-
-// ReadPackLayout lists a directory as Unpack writes it: disk-<name>.raw
-// files are device images (vmstate.bin the VM state), other regular files
-// not starting with "." are configs. Devices are ordered by name.
-func ReadPackLayout(dir string) (*PackLayout, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
+// PackDevices writes an archive with header h to w, reading the contents
+// of h's devices from images (one per device, in order, exactly the
+// device's Size bytes each): devices one after another in cluster order,
+// as Proxmox writes them. An image with a Name method (such as *os.File)
+// is named by it in errors. progress, if set, is called now and then with
+// the image bytes read so far.
+func PackDevices(w io.Writer, h *Header, images []io.Reader, progress func(read int64)) error {
+	if len(images) != len(h.Devices) {
+		return fmt.Errorf("vma: %d images for %d devices", len(images), len(h.Devices))
 	}
-	l := &PackLayout{Images: map[string]string{}}
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(name, "disk-") && strings.HasSuffix(name, ".raw") && len(name) > len("disk-.raw"):
-			dev := strings.TrimSuffix(strings.TrimPrefix(name, "disk-"), ".raw")
-			l.Images[dev] = filepath.Join(dir, name)
-			l.Devices = append(l.Devices, dev)
-		case name == "vmstate.bin":
-			l.Images[VMStateName] = filepath.Join(dir, name)
-			l.Devices = append(l.Devices, VMStateName)
-		default:
-			l.Configs = append(l.Configs, name)
-		}
-	}
-	rank := func(n string) int {
-		switch n {
-		case "qemu-server.conf":
-			return 0
-		case "qemu-server.fw":
-			return 1
-		}
-		return 2
-	}
-	slices.SortStableFunc(l.Configs, func(a, b string) int {
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return ra - rb
-		}
-		return strings.Compare(a, b)
-	})
-	slices.Sort(l.Devices)
-	if len(l.Devices) == 0 {
-		return nil, fmt.Errorf("vma: %s holds no disk-*.raw image to pack", dir)
-	}
-	return l, nil
-}
-
-// Pack writes an archive of the configs and images in dir (see
-// ReadPackLayout) to w, devices one after another in cluster order: the
-// inverse of Unpack. Image sizes need not be multiples of 4 KiB or 64 KiB.
-func Pack(dir string, w io.Writer, opt PackOptions) error {
-	l, err := ReadPackLayout(dir)
-	if err != nil {
-		return err
-	}
-	h := Header{UUID: opt.UUID, CTime: opt.CTime}
-	if h.UUID == (UUID{}) {
-		h.UUID = RandomUUID()
-	}
-	if h.CTime == 0 {
-		h.CTime = timeNow().Unix()
-	}
-	for _, name := range l.Configs {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		h.Configs = append(h.Configs, Config{Name: name, Data: data})
-	}
-	files := make([]*os.File, len(l.Devices))
-	defer func() {
-		for _, f := range files {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}()
-	for i, dev := range l.Devices {
-		f, err := os.Open(l.Images[dev])
-		if err != nil {
-			return err
-		}
-		files[i] = f
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if st.Size() == 0 {
-			return fmt.Errorf("vma: %s is empty; a device needs a size above 0", f.Name())
-		}
-		h.Devices = append(h.Devices, Device{Name: dev, Size: uint64(st.Size())})
-	}
-	vw, err := NewWriter(w, &h)
+	vw, err := NewWriter(w, h)
 	if err != nil {
 		return err
 	}
 	buf := make([]byte, ClusterSize)
 	var read int64
 	for i, d := range vw.Header().Devices {
-		f := files[i]
+		r := images[i]
+		name := d.Name
+		if n, ok := r.(interface{ Name() string }); ok {
+			name = n.Name()
+		}
 		for num := uint64(0); num < d.Clusters(); num++ {
-			n, err := io.ReadFull(f, buf)
+			n, err := io.ReadFull(r, buf)
 			if err != nil && err != io.ErrUnexpectedEOF {
-				return fmt.Errorf("vma: reading %s: %w", f.Name(), err)
+				return fmt.Errorf("vma: reading %s: %w", name, err)
 			}
 			if uint64(n) != min(ClusterSize, d.Size-num*ClusterSize) {
-				return fmt.Errorf("vma: %s changed size while packing", f.Name())
+				return fmt.Errorf("vma: %s changed size while packing", name)
 			}
 			if err := vw.WriteCluster(d.ID, uint32(num), buf[:n]); err != nil {
 				return err
 			}
 			read += int64(n)
-			if opt.Progress != nil && num%64 == 63 {
-				opt.Progress(read)
+			if progress != nil && num%64 == 63 {
+				progress(read)
 			}
 		}
 	}
-	if opt.Progress != nil {
-		opt.Progress(read)
+	if progress != nil {
+		progress(read)
 	}
 	return vw.Close()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/vmasync/vmasync/internal/output"
+	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -33,7 +34,7 @@ func packCommand(e *env) *cli.Command {
 			"creation time in seconds since the epoch (default: now). -v prints a summary.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "uuid", Usage: "archive `UUID` (8-4-4-4-12 hex; default random)"},
-			&cli.Int64Flag{Name: "ctime", Usage: "creation time, `UNIX` seconds since the epoch (default now)"},
+			&cli.Int64Flag{Name: "ctime", Usage: "creation time, `UNIX` seconds since the epoch", DefaultText: "now"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace OUT if it exists"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
 		},
@@ -47,7 +48,7 @@ func packCommand(e *env) *cli.Command {
 				return err
 			}
 			verbose := o.verbose
-			popt := vma.PackOptions{UUID: vma.RandomUUID(), CTime: time.Now().Unix()}
+			popt := vmafile.PackOptions{UUID: vma.RandomUUID(), CTime: time.Now().Unix()}
 			if s := cCtx.String("uuid"); cCtx.IsSet("uuid") {
 				u, err := vma.ParseUUID(s)
 				if err != nil {
@@ -70,7 +71,7 @@ func packCommand(e *env) *cli.Command {
 	}
 }
 
-func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbose bool) error {
+func packDir(e *env, o opts, dir, out string, popt vmafile.PackOptions, force, verbose bool) error {
 	outName := out
 	if out == "-" {
 		outName = "stdout"
@@ -92,7 +93,7 @@ func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbo
 	}
 
 	p := newProgress(e, o, "pack "+dir)
-	if l, err := vma.ReadPackLayout(dir); err == nil {
+	if l, err := vmafile.ReadPackLayout(dir); err == nil {
 		var total int64
 		for _, path := range l.Images {
 			if st, err := os.Stat(path); err == nil {
@@ -108,7 +109,7 @@ func packDir(e *env, o opts, dir, out string, popt vma.PackOptions, force, verbo
 		return err
 	}
 	defer w.Abort()
-	err = vma.Pack(dir, w, popt)
+	err = vmafile.Pack(dir, w, popt)
 	p.done()
 	if err != nil {
 		if w.WriteErr() != nil && errors.Is(err, w.WriteErr()) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -54,7 +55,7 @@ func unpackCommand(e *env) *cli.Command {
 			defer in.Close()
 			var hdr *vma.Header
 			p := newProgress(e, o, name)
-			err = vma.Unpack(in, dir, vma.UnpackOptions{
+			err = vmafile.Unpack(in, dir, vmafile.UnpackOptions{
 				Devices:  devices,
 				Header:   func(h *vma.Header) { hdr = h },
 				Progress: in.Track(p.show),
@@ -71,7 +72,7 @@ func unpackCommand(e *env) *cli.Command {
 	}
 }
 
-// listUnpacked prints the files Unpack wrote (vma.Unpack does not return
+// listUnpacked prints the files Unpack wrote (vmafile.Unpack does not return
 // them, so they are derived from the archive header as Unpack names them).
 func listUnpacked(e *env, dir string, h *vma.Header, devices []string) {
 	if h == nil {

@@ -1,7 +1,8 @@
-// Package vmafile does the file work around the vma codec: it optimizes
-// an archive opened by internal/input into a new file, standard output or
-// in place, through internal/output. The codec itself (package vma) reads
-// and writes streams only.
+// Package vmafile does the file work around the vma codec: optimizing an
+// archive opened by internal/input into a new file, standard output or in
+// place (through internal/output), unpacking an archive into a directory
+// of configs and raw images, and packing such a directory. The codec
+// itself (package vma) reads and writes streams only.
 package vmafile
 
 import (

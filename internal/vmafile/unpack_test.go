@@ -1,19 +1,38 @@
-package vma
+package vmafile
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmasync/vmasync/vma"
 )
 
+// realSample is Proxmox's own test archive (see vma/testdata/real).
+const realSample = "../../vma/testdata/real/dissect-test.vma.gz"
+
 func TestUnpackRealSampleFailsCleanly(t *testing.T) {
+	t.Parallel()
+	open := func() *gzip.Reader {
+		f, err := os.Open(realSample)
+		if err != nil {
+			t.Fatalf("real sample missing: %v", err)
+		}
+		t.Cleanup(func() { f.Close() })
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return z
+	}
 	dir := filepath.Join(t.TempDir(), "out")
-	err := Unpack(openReal(t), dir, UnpackOptions{})
-	var fe *FormatError
+	err := Unpack(open(), dir, UnpackOptions{})
+	var fe *vma.FormatError
 	if !errors.As(err, &fe) || fe.Cluster != 23 || fe.Device != "drive-scsi0" {
 		t.Fatalf("want missing cluster 23 of drive-scsi0, got %v", err)
 	}
@@ -22,7 +41,7 @@ func TestUnpackRealSampleFailsCleanly(t *testing.T) {
 	}
 	// An existing directory is kept, and left as it was.
 	dir = t.TempDir()
-	if err := Unpack(openReal(t), dir, UnpackOptions{}); err == nil {
+	if err := Unpack(open(), dir, UnpackOptions{}); err == nil {
 		t.Fatal("no error")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
@@ -44,7 +63,7 @@ func writeImages(t *testing.T, dir string, sizes map[string]int) map[string][]by
 			}
 		}
 		imgs[name] = b
-		if err := os.WriteFile(filepath.Join(dir, ImageName(name)), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, vma.ImageName(name)), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,6 +73,7 @@ func writeImages(t *testing.T, dir string, sizes map[string]int) map[string][]by
 }
 
 func TestPackUnpackRoundTrip(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	imgs := writeImages(t, src, map[string]int{
 		"drive-scsi0":    3<<20 + 100, // not a multiple of 4 KiB
@@ -64,11 +84,11 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 	if err := Pack(src, &archive, PackOptions{CTime: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
-	info, err := Scan(bytes.NewReader(archive.Bytes()), ScanOptions{})
+	info, err := vma.Scan(bytes.NewReader(archive.Bytes()), vma.ScanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Complete || !info.InOrder || info.MaxClustersPerExtent != ProxmoxClustersPerExtent || info.Header.Configs[0].Name != "qemu-server.conf" {
+	if !info.Complete || !info.InOrder || info.MaxClustersPerExtent != vma.ProxmoxClustersPerExtent || info.Header.Configs[0].Name != "qemu-server.conf" {
 		t.Fatalf("info %+v", info)
 	}
 	out := filepath.Join(t.TempDir(), "x")
@@ -76,7 +96,7 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range imgs {
-		got, err := os.ReadFile(filepath.Join(out, ImageName(name)))
+		got, err := os.ReadFile(filepath.Join(out, vma.ImageName(name)))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("%s differs (%d vs %d bytes, %v)", name, len(got), len(want), err)
 		}
@@ -99,23 +119,22 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 	}
 }
 
-// TestWriterBlobEdge: a first blob whose len+2 is a multiple of 512 makes
-// Proxmox's writer overflow its blob table by one byte; ours must still
-// write a readable archive.
-func TestWriterBlobEdge(t *testing.T) {
-	for _, name := range []string{strings.Repeat("d", 509), strings.Repeat("d", 1021)} {
-		var b bytes.Buffer
-		w, err := NewWriter(&b, &Header{Devices: []Device{{Name: name, Size: 4096}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.WriteCluster(1, 0, []byte("x"))
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		info, err := Scan(bytes.NewReader(b.Bytes()), ScanOptions{})
-		if err != nil || info.Devices[0].Name != name {
-			t.Fatalf("name of %d bytes: %v", len(name), err)
-		}
+// TestDeprecatedPack: vma.Pack, kept for remote's tests, writes the same
+// archive as Pack.
+func TestDeprecatedPack(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	writeImages(t, src, map[string]int{"drive-scsi0": 1<<20 + 100, "drive-efidisk0": 540672})
+	os.WriteFile(filepath.Join(src, "a-note"), []byte("x"), 0o600)
+	u := vma.RandomUUID()
+	var a, b bytes.Buffer
+	if err := Pack(src, &a, PackOptions{UUID: u, CTime: 1700000000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vma.Pack(src, &b, vma.PackOptions{UUID: u, CTime: 1700000000}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("vma.Pack and vmafile.Pack differ")
 	}
 }
