@@ -9,6 +9,8 @@ import (
 	"errors"
 	"io"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/vmasync/vmasync/internal/pipe"
 )
 
@@ -18,8 +20,7 @@ import (
 // to stop the goroutine.
 type Writer struct {
 	pw     *pipe.Writer
-	done   chan struct{}
-	err    error // the underlying writer's first error, set before done closes
+	g      errgroup.Group // the goroutine that writes out
 	closed bool
 }
 
@@ -29,14 +30,14 @@ var ErrClosed = errors.New("asyncwrite: write after close")
 // NewWriter returns a Writer with n buffers (at least 2) of size bytes.
 func NewWriter(w io.Writer, size, n int) *Writer {
 	pr, pw := pipe.New(size, max(n, 2))
-	a := &Writer{pw: pw, done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		if _, err := pr.WriteTo(w); err != nil {
-			a.err = err
+	a := &Writer{pw: pw}
+	a.g.Go(func() error {
+		_, err := pr.WriteTo(w)
+		if err != nil {
 			pr.CloseWithError(err) // later Writes fail with err
 		}
-	}()
+		return err
+	})
 	return a
 }
 
@@ -56,6 +57,5 @@ func (a *Writer) Close() error {
 		a.closed = true
 		a.pw.Close()
 	}
-	<-a.done
-	return a.err
+	return a.g.Wait()
 }
