@@ -21,6 +21,16 @@ else
 fi
 run() { printf '$ %s\n' "$*"; "$@"; }
 
+# --- where the data goes ---------------------------------------------------------
+# Checked before anything else: an existing DEMO_DIR is deleted only if an
+# earlier demo made it (its marker file).
+demo=${DEMO_DIR:-/tmp/vmasync-demo}
+marker=.vmasync-demo
+if { [ -e "$demo" ] || [ -L "$demo" ]; } && { [ -L "$demo" ] || [ ! -d "$demo" ] || [ ! -f "$demo/$marker" ]; }; then
+	echo "demo.sh: $demo exists and is not a directory an earlier demo made (no $marker file in it, or a symlink); refusing to delete it. Remove it yourself or set DEMO_DIR to another directory." >&2
+	exit 1
+fi
+
 # --- Go -------------------------------------------------------------------
 if [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
@@ -69,16 +79,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- the main job: nightly push to a remote -----------------------------------
 run go build -o bin/vmagen ./internal/cmd/vmagen
-demo=${DEMO_DIR:-/tmp/vmasync-demo}
-marker=.vmasync-demo
-if [ -e "$demo" ] || [ -L "$demo" ]; then
-	if [ -d "$demo" ] && [ ! -L "$demo" ] && [ -f "$demo/$marker" ]; then
-		echo "removing the data of an earlier demo run in $demo"
-		rm -rf "$demo"
-	else
-		echo "demo.sh: $demo exists and was not made by demo.sh (no $marker file in it); refusing to delete it. Remove it yourself or set DEMO_DIR to another directory." >&2
-		exit 1
-	fi
+if [ -f "$demo/$marker" ]; then
+	echo "removing the data of an earlier demo run in $demo"
+	rm -rf "$demo"
 fi
 mkdir -p "$demo/dump"
 echo "made by scripts/demo.sh of vmasync; 'rm -rf $demo' removes this demo's data" >"$demo/$marker"
