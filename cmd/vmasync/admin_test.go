@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 16: what a Proxmox admin running the nightly job trips over.
@@ -127,5 +128,181 @@ func TestInitPushRefuseNonEmptyDirectory(t *testing.T) {
 	// an empty directory is fine
 	if r := runCLI(t, nil, "init", t.TempDir()); r.code != 0 {
 		t.Errorf("init of an empty directory: %v", r)
+	}
+}
+
+// pushedRemote pushes one small dump of VM 105 to a new local remote.
+func pushedRemote(t *testing.T) (rem, stem string) {
+	t.Helper()
+	dumps := t.TempDir()
+	rem = filepath.Join(t.TempDir(), "remote")
+	nightly(t, dumps, "105", 0, "2026_11_20-01_00_00", false)
+	if r := runCLI(t, nil, "push", dumps, rem); r.code != 0 {
+		t.Fatalf("push: %v", r)
+	}
+	return rem, "vzdump-qemu-105-2026_11_20-01_00_00"
+}
+
+// liveLock writes the lock object of a live process (this one) as prune
+// would hold it.
+func liveLock(t *testing.T, rem string, exclusive bool) {
+	t.Helper()
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	b, _ := json.Marshal(map[string]any{"exclusive": exclusive, "host": host, "pid": os.Getpid(), "command": "vmasync prune", "time": now, "refreshed": now})
+	if err := os.MkdirAll(filepath.Join(rem, "locks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rem, "locks", now.Format("20060102T150405Z")+"-test.lock"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lockFiles(t *testing.T, rem string) []string {
+	t.Helper()
+	des, _ := os.ReadDir(filepath.Join(rem, "locks"))
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// Invalid rclone option values are usage errors (exit 2, as docs/cli.md
+// says); a missing --rclone-config file is named.
+func TestRcloneOptionErrors(t *testing.T) {
+	dumps := t.TempDir()
+	nightly(t, dumps, "105", 0, "2026_11_20-01_00_00", false)
+	rem := filepath.Join(t.TempDir(), "remote")
+	for _, args := range [][]string{
+		{"push", "--bwlimit", "10Q", dumps, rem},
+		{"push", "-o", "nosuchopt=1", dumps, rem},
+		{"push", "-o", "contimeout=soon", dumps, rem},
+		{"snapshots", "--bwlimit", "10Q", rem},
+	} {
+		r := runCLI(t, nil, args...)
+		if r.code != exitUsage {
+			t.Errorf("%q: %v, want exit 2", args, r)
+		}
+		wantOneErrorLine(t, r, "see 'vmasync "+args[0]+" --help'")
+	}
+	missing := filepath.Join(t.TempDir(), "rclone.conf")
+	r := runCLI(t, nil, "snapshots", "--rclone-config", missing, "secret:pve")
+	wantOneErrorLine(t, r, "rclone config "+missing+": does not exist")
+	if r.code != exitFailure {
+		t.Errorf("missing rclone config: %v", r)
+	}
+	if _, err := os.Stat(rem); !os.IsNotExist(err) {
+		t.Errorf("a usage error created the remote")
+	}
+}
+
+// push says that it waits for a lock (the library says it since 184aad5);
+// unlock names the live locks it left.
+func TestLockMessages(t *testing.T) {
+	rem, _ := pushedRemote(t)
+	liveLock(t, rem, true)
+	dumps := t.TempDir()
+	nightly(t, dumps, "105", 1, "2026_11_21-01_00_00", false)
+	r := runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "vmasync: waiting up to 1s for the exclusive lock by vmasync prune") ||
+		!strings.Contains(r.stderr, "repository is locked") {
+		t.Errorf("push against a live lock: %v", r)
+	}
+	r = runCLI(t, nil, "unlock", rem)
+	if r.code != 0 || !strings.Contains(r.stderr, "no stale locks") || !strings.Contains(r.stderr, "left 1 live lock in use (exclusive lock by vmasync prune") {
+		t.Errorf("unlock: %v", r)
+	}
+	if len(lockFiles(t, rem)) != 1 {
+		t.Errorf("unlock removed a live lock")
+	}
+	if r = runCLI(t, nil, "unlock", "--all", rem); r.code != 0 || strings.Contains(r.stderr, "left") || len(lockFiles(t, rem)) != 0 {
+		t.Errorf("unlock --all: %v", r)
+	}
+}
+
+// pull says what it wrote; pull to /dev/null is not refused as a
+// terminal.
+func TestPullMessagesAndDevNull(t *testing.T) {
+	rem, stem := pushedRemote(t)
+	dest := t.TempDir()
+	r := runCLI(t, nil, "pull", rem, "105", dest)
+	if r.code != 0 || !strings.Contains(r.stderr, stem+": "+filepath.Join(dest, stem+".vma")) || !strings.Contains(r.stderr, "SHA-256 checked") {
+		t.Errorf("pull: %v", r)
+	}
+	if r = runCLI(t, nil, "--quiet", "pull", rem, "105", t.TempDir()); r.code != 0 || r.stderr != "" {
+		t.Errorf("pull --quiet: %v", r)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	var errb strings.Builder
+	if code := run([]string{"vmasync", "pull", rem, "105", "-"}, strings.NewReader(""), null, &errb); code != 0 {
+		t.Errorf("pull to /dev/null: exit %d, %s", code, errb.String())
+	}
+	if isTerminal(null) {
+		t.Errorf("/dev/null taken for a terminal")
+	}
+}
+
+// check -v lists every backup on stdout; --read-data 50 REMOTE works as the
+// help shows it; summaries say "1 backup".
+func TestCheckVerboseAndReadDataPercent(t *testing.T) {
+	rem, stem := pushedRemote(t)
+	plain := runCLI(t, nil, "check", rem)
+	verbose := runCLI(t, nil, "check", "-v", rem)
+	if plain.code != 0 || verbose.code != 0 || plain.stdout != "" || verbose.stdout != stem+": ok\n" {
+		t.Errorf("check:\n%v\ncheck -v:\n%v", plain, verbose)
+	}
+	if !strings.HasPrefix(plain.stderr, "1 backup, ") || !strings.Contains(plain.stderr, "no problems found") {
+		t.Errorf("check summary: %q", plain.stderr)
+	}
+	for _, args := range [][]string{{"--read-data", "50", rem}, {"--read-data=50", rem}, {"--read-data", rem}} {
+		r := runCLI(t, nil, append([]string{"check"}, args...)...)
+		if r.code != 0 || !strings.Contains(r.stderr, "; read ") {
+			t.Errorf("check %q: %v", args, r)
+		}
+	}
+	if r := runCLI(t, nil, "check", "--read-data", "150", rem); r.code != exitUsage {
+		t.Errorf("--read-data 150 REMOTE: %v", r)
+	}
+	if r := runCLI(t, nil, "check", rem, rem); r.code != exitUsage || !strings.Contains(r.stderr, "too many arguments") {
+		t.Errorf("two remotes: %v", r)
+	}
+	r := runCLI(t, nil, "prune", "--dry-run", "--keep-last", "1", rem)
+	if r.code != 0 || !strings.Contains(r.stderr, "0 of 1 backup would be removed") {
+		t.Errorf("prune summary: %v", r)
+	}
+}
+
+// Help texts: pack --ctime defaults to now; report and manifest show
+// --window and -v; --transfers uploads only on push.
+func TestHelpTexts(t *testing.T) {
+	help := func(cmd string) string {
+		r := runCLI(t, nil, cmd, "--help")
+		if r.code != 0 {
+			t.Fatalf("%s --help: %v", cmd, r)
+		}
+		return r.stdout
+	}
+	if h := help("pack"); !strings.Contains(h, "(default: now)") || strings.Contains(h, "(default now)") || strings.Contains(h, "(default: 0)") {
+		t.Errorf("pack --help:\n%s", h)
+	}
+	if h := help("report"); !strings.Contains(h, "[--window BYTES] A B") {
+		t.Errorf("report usage:\n%s", h)
+	}
+	if h := help("manifest"); !strings.Contains(h, "vmasync manifest [-v]") || !strings.Contains(h, "[--window BYTES]") {
+		t.Errorf("manifest usage:\n%s", h)
+	}
+	for cmd, want := range map[string]string{"push": "upload N objects", "pull": "download N objects", "check": "download N objects",
+		"snapshots": "download N objects", "prune": "transfer N objects", "init": "transfer N objects", "unlock": "transfer N objects"} {
+		if h := help(cmd); !strings.Contains(h, want) {
+			t.Errorf("%s --help lacks %q", cmd, want)
+		}
+	}
+	if h := help("push"); !strings.Contains(h, "--keep-last N") || !strings.Contains(h, "--force") {
+		t.Errorf("push --help lacks the keep rules or --force")
 	}
 }

@@ -186,3 +186,30 @@ func TestBinaryInterrupt(t *testing.T) {
 		t.Errorf("stderr %q", errb.String())
 	}
 }
+
+// A reader that closes the pipe (pull ... - | head -c 1) ends vmasync with
+// exit 141 and one line, not SIGPIPE; the lock is removed.
+func TestBinaryBrokenPipe(t *testing.T) {
+	rem, _ := pushedRemote(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close() // the reader is gone before the first write
+	cmd := exec.Command(builtBinary(t), "pull", rem, "105", "-")
+	cmd.Stdout = pw
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err = cmd.Run()
+	pw.Close()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitBrokenPipe || !strings.Contains(errb.String(), "broken pipe") {
+		t.Errorf("exit %d (%v), stderr %q; want %d and a broken pipe line", code, cmd.ProcessState, errb.String(), exitBrokenPipe)
+	}
+	if l := lockFiles(t, rem); len(l) != 0 {
+		t.Errorf("locks left: %v", l)
+	}
+}

@@ -34,6 +34,10 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
+	// When the reader of stdout goes away (pull ... - | head), writes fail
+	// with EPIPE instead of SIGPIPE killing the process: the command stops
+	// as on any error, removes its lock and temporary files, and exits 141.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -43,6 +47,7 @@ const (
 	exitFailure     = 1 // invalid or corrupt input, operational error
 	exitUsage       = 2 // unknown flag or command, wrong arguments
 	exitInterrupted = 130
+	exitBrokenPipe  = 141 // 128+SIGPIPE, what a shell shows for a process killed by it
 	exitTerminated  = 143
 )
 
@@ -121,6 +126,10 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	if errors.Is(err, reportedError{}) {
 		return exitFailure
+	}
+	if isBrokenPipe(err) {
+		fmt.Fprintln(stderr, "vmasync: output closed by its reader (broken pipe)")
+		return exitBrokenPipe
 	}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
@@ -206,7 +215,8 @@ func newApp(e *env) *cli.App {
 			"have; pull, snapshots and check work on that remote.\n" +
 			"Options must come before the file arguments.\n\n" +
 			"Exit codes: 0 ok; 1 invalid or corrupt input, or an operational error;\n" +
-			"2 usage error; 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
+			"2 usage error; 130 interrupted (SIGINT), 141 the reader of the output went away\n" +
+			"(broken pipe), 143 terminated (SIGTERM).",
 		Version:                buildVersion(),
 		Flags:                  globalFlags(),
 		Commands:               commands,

@@ -173,11 +173,11 @@ func pruneCommand(e *env) *cli.Command {
 			}
 			if !o.quiet {
 				if dry {
-					fmt.Fprintf(e.stderr, "%d of %d backups would be removed (%s); packs %d -> about %d, %s -> about %s (%d deleted, %d rewritten); nothing changed\n",
-						len(gone), len(marks), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
+					fmt.Fprintf(e.stderr, "%d of %s would be removed (%s); packs %d -> about %d, %s -> about %s (%d deleted, %d rewritten); nothing changed\n",
+						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
 				} else {
-					fmt.Fprintf(e.stderr, "removed %d of %d backups (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
-						len(gone), len(marks), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
+					fmt.Fprintf(e.stderr, "removed %d of %s (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
+						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
 				}
 			}
 			return nil
@@ -220,6 +220,9 @@ func unlockCommand(e *env) *cli.Command {
 			}
 			if len(removed) == 0 && !o.quiet {
 				fmt.Fprintln(e.stderr, "no stale locks")
+			}
+			if !o.quiet {
+				leftLocks(ctx, e, r)
 			}
 			return nil
 		},

@@ -157,7 +157,7 @@ func TestPushPullCLI(t *testing.T) {
 		{[]string{"check", "--read-data=0", rem}, 2, "percentage"},
 		{[]string{"snapshots", t.TempDir()}, 1, "not a vmasync repository"},
 		{[]string{"push", filepath.Join(dumps, "nope"), rem}, 1, "nope"},
-		{[]string{"push", "-o", "nosuchoption=1", dumps, rem}, 1, "unknown rclone option"},
+		{[]string{"push", "-o", "nosuchoption=1", dumps, rem}, 2, "unknown rclone option"},
 	} {
 		r := runCLI(t, nil, c.args...)
 		if r.code != c.code {
@@ -386,8 +386,8 @@ func TestPushRcloneOptions(t *testing.T) {
 		code int
 		err  string
 	}{
-		{[]string{"push", "--bwlimit", "fast", dumps, rem}, 1, "bwlimit"},
-		{[]string{"push", "-o", "transfers=abc", dumps, rem}, 1, "transfers"},
+		{[]string{"push", "--bwlimit", "fast", dumps, rem}, 2, "bwlimit"},
+		{[]string{"push", "-o", "transfers=abc", dumps, rem}, 2, "transfers"},
 		{[]string{"push", "-o", "novalue", dumps, rem}, 2, "NAME=VALUE"},
 		{[]string{"push", "--transfers", "0", dumps, rem}, 2, "--transfers"},
 	} {

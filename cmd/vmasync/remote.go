@@ -58,6 +58,9 @@ func lockRepo(ctx context.Context, cCtx *cli.Context, r *remote.Repository, excl
 // openRemote sets rclone up from the command's flags and opens the remote
 // s (not the repository).
 func openRemote(e *env, cCtx *cli.Context, o opts, s string) (context.Context, fs.Fs, error) {
+	if err := checkRcloneFlags(cCtx); err != nil {
+		return nil, nil, err
+	}
 	level := slog.Level(fs.SlogLevelNotice)
 	if o.verbose {
 		level = slog.LevelInfo
@@ -124,6 +127,17 @@ func (h *rcloneLog) WithGroup(string) slog.Handler         { return h }
 // withRemoteFlags adds the rclone flags to a command.
 func withRemoteFlags(c *cli.Command) *cli.Command {
 	c.Flags = append(c.Flags, remoteFlags()...)
+	for _, f := range c.Flags {
+		if t, ok := f.(*cli.IntFlag); ok && t.Name == "transfers" {
+			switch c.Name {
+			case "push":
+			case "pull", "check", "snapshots":
+				t.Usage = "download `N` objects at once"
+			default:
+				t.Usage = "transfer `N` objects at once"
+			}
+		}
+	}
 	return c
 }
 
@@ -601,7 +615,7 @@ func pullCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing files"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was written"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, err := globalOpts(cCtx)
@@ -705,7 +719,7 @@ func pullCommand(e *env) *cli.Command {
 					return fmt.Errorf("pull: %w", err)
 				}
 			}
-			if o.verbose {
+			if !o.quiet {
 				fmt.Fprintf(e.stderr, "%s: %s (%s, SHA-256 checked)\n", b.Name, displayName(dest), humanBytes(m.ArchiveSize))
 			}
 			return nil
@@ -727,8 +741,12 @@ func writeOutput(ctx context.Context, dest string, opt output.Options, fill func
 	return w.Commit()
 }
 
-// readDataFlag is check's --read-data[=PERCENT]: alone it means 100.
-type readDataFlag struct{ pct int }
+// readDataFlag is check's --read-data[=PERCENT]: alone it means 100
+// (bare: check then takes "--read-data 50 REMOTE" as 50 percent).
+type readDataFlag struct {
+	pct  int
+	bare bool
+}
 
 func (f *readDataFlag) String() string {
 	if f == nil || f.pct == 0 {
@@ -739,18 +757,18 @@ func (f *readDataFlag) String() string {
 func (f *readDataFlag) IsBoolFlag() bool { return true }
 func (f *readDataFlag) Set(s string) error {
 	if s == "true" {
-		f.pct = 100
+		f.pct, f.bare = 100, true
 		return nil
 	}
 	if s == "false" {
-		f.pct = 0
+		f.pct, f.bare = 0, false
 		return nil
 	}
 	n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
 	if err != nil || n < 1 || n > 100 {
 		return fmt.Errorf("want a percentage from 1 to 100, not %q", s)
 	}
-	f.pct = n
+	f.pct, f.bare = n, false
 	return nil
 }
 
@@ -766,17 +784,25 @@ func checkCommand(e *env) *cli.Command {
 			"pack's name. Each problem is printed on one line naming the backup and the\n" +
 			"chunk (or the pack, for a damaged header); the exit code is then 1.",
 		Flags: []cli.Flag{
-			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what was checked"},
+			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them (--read-data=10 or --read-data 10)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every backup checked with its result on stdout, and what was read"},
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, err := globalOpts(cCtx)
 			if err != nil {
 				return err
 			}
-			args, err := checkArgs(cCtx, 1, 1)
+			args, err := checkArgs(cCtx, 1, 2)
 			if err != nil {
 				return err
+			}
+			rd := cCtx.Generic("read-data").(*readDataFlag)
+			if len(args) == 2 {
+				// --read-data PERCENT REMOTE, as the help shows it
+				if !rd.bare || rd.Set(args[0]) != nil {
+					return usageError("check", "too many arguments; usage: %s", cCtx.Command.UsageText)
+				}
+				args = args[1:]
 			}
 			ctx, r, err := openRepo(e, cCtx, o, args[0])
 			if err != nil {
@@ -787,7 +813,7 @@ func checkCommand(e *env) *cli.Command {
 				return err
 			}
 			defer unlock()
-			pct := cCtx.Generic("read-data").(*readDataFlag).pct
+			pct := rd.pct
 			p := newProgress(e, o, "check "+maskRemote(args[0]))
 			p.items = "packs"
 			res, err := r.Check(ctx, remote.CheckOptions{ReadData: pct > 0, ReadDataPercent: pct,
@@ -799,15 +825,20 @@ func checkCommand(e *env) *cli.Command {
 			for _, pr := range res.Problems {
 				fmt.Fprintf(e.stderr, "vmasync: %s\n", pr)
 			}
+			if o.verbose {
+				if err := checkedBackups(ctx, e, r, res); err != nil {
+					return err
+				}
+			}
 			if !o.quiet {
-				fmt.Fprintf(e.stderr, "%d backups, %d packs, %d chunks", res.Backups, res.Packs, res.Chunks)
+				fmt.Fprintf(e.stderr, "%s, %s, %s", count(res.Backups, "backup", "backups"), count(res.Packs, "pack", "packs"), count(res.Chunks, "chunk", "chunks"))
 				if pct > 0 {
-					fmt.Fprintf(e.stderr, "; read %d packs (%s)", res.PacksRead, humanBytes(uint64(res.BytesRead)))
+					fmt.Fprintf(e.stderr, "; read %s (%s)", count(res.PacksRead, "pack", "packs"), humanBytes(uint64(res.BytesRead)))
 				}
 				if len(res.Problems) == 0 {
 					fmt.Fprintln(e.stderr, ": no problems found")
 				} else {
-					fmt.Fprintf(e.stderr, ": %d problems\n", len(res.Problems))
+					fmt.Fprintf(e.stderr, ": %s\n", count(len(res.Problems), "problem", "problems"))
 				}
 			}
 			if len(res.Problems) > 0 {

@@ -79,7 +79,7 @@ func reportCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "report",
 		Usage:     "show how much of backup B is new against backup A, per device, and what it costs",
-		UsageText: "vmasync report [--json] [--polynomial HEX] [--price-per-tb PRICE] [--upload-mbps MBPS] A B",
+		UsageText: "vmasync report [--json] [--polynomial HEX] [--price-per-tb PRICE] [--upload-mbps MBPS] [--window BYTES] A B",
 		ArgsUsage: "A B",
 		Description: "report compares backup B with the earlier backup A of the same VM. A and B are\n" +
 			"archives (.vma, .vma.zst, .vma.gz, .vma.lzo) or manifests saved by\n" +
@@ -380,7 +380,7 @@ func manifestCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "manifest",
 		Usage:     "save the chunk manifest of an archive for later reports",
-		UsageText: "vmasync manifest [--polynomial HEX] [--force] -o OUT FILE",
+		UsageText: "vmasync manifest [-v] [--polynomial HEX] [--force] [--window BYTES] -o OUT FILE",
 		ArgsUsage: "FILE",
 		Description: "manifest optimizes FILE as a stream (it may be compressed; - reads stdin),\n" +
 			"splits the optimized bytes into content-defined chunks and writes their\n" +
