@@ -61,6 +61,15 @@ func TestPushKeepRulesSkipWhatPruneRemoves(t *testing.T) {
 		t.Fatalf("protected: %v", r)
 	}
 	os.Remove(filepath.Join(dumps, a+".protected"))
+	// under PVE's name: after the archive's name
+	os.WriteFile(filepath.Join(dumps, a+".vma.zst.protected"), nil, 0o644)
+	rem4 := filepath.Join(t.TempDir(), "remote")
+	r = runCLI(t, nil, "push", "--json", "--keep-last", "1", dumps, rem4)
+	out = pushOut{}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Dumps) != 2 || out.Dumps[0].Status != "pushed" {
+		t.Fatalf("protected under PVE's name: %v", r)
+	}
+	os.Remove(filepath.Join(dumps, a+".vma.zst.protected"))
 	rem3 := filepath.Join(t.TempDir(), "remote")
 	r = runCLI(t, nil, "push", "--json", "--keep-daily", "1", dumps, rem3)
 	out = pushOut{}

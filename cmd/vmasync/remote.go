@@ -464,8 +464,11 @@ func prunedByRules(ctx context.Context, r *remote.Repository, dumps []remote.Dum
 			continue
 		}
 		local[d.Stem] = true
-		_, err := os.Stat(filepath.Join(filepath.Dir(d.Path), d.Stem+".protected"))
-		all = append(all, remote.Backup{VMID: d.VMID, Name: d.Stem, Stamp: d.Stamp, Time: d.Time, Protected: err == nil})
+		// PVE marks a protected backup with ARCHIVE.protected (older
+		// versions, and pull, with STEM.protected).
+		_, err1 := os.Stat(d.Path + ".protected")
+		_, err2 := os.Stat(filepath.Join(filepath.Dir(d.Path), d.Stem+".protected"))
+		all = append(all, remote.Backup{VMID: d.VMID, Name: d.Stem, Stamp: d.Stamp, Time: d.Time, Protected: err1 == nil || err2 == nil})
 	}
 	for _, m := range remote.MarkBackups(all, rules) {
 		if !m.Keep && local[m.Backup.Name] {
