@@ -194,7 +194,7 @@ func init() {
 
 func newApp(e *env) *cli.App {
 	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e),
-		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e), pruneCommand(e), unlockCommand(e),
+		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e), pruneCommand(e), repairCommand(e), unlockCommand(e),
 		configCommand(e), obscureCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError

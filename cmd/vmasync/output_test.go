@@ -31,7 +31,7 @@ func TestPullOutput(t *testing.T) {
 	if r := runCLI(t, nil, "pull", rem, "105", dest); r.code != 0 {
 		t.Fatalf("pull: %v", r)
 	}
-	vmaPath, notes := filepath.Join(dest, name+".vma"), filepath.Join(dest, name+".notes")
+	vmaPath, notes := filepath.Join(dest, name+".vma"), filepath.Join(dest, name+".vma.notes")
 	want, _ := os.ReadFile(vmaPath)
 	// Again: the archive exists.
 	r = runCLI(t, nil, "pull", rem, "105", dest)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -166,10 +167,23 @@ func pruneCommand(e *env) *cli.Command {
 				return err
 			}
 			out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
+			if len(res.Kept) > 0 && !o.quiet {
+				fmt.Fprintf(e.stderr, "vmasync: kept %d damaged objects (%s); see 'vmasync check --read-data' and 'vmasync repair'\n", len(res.Kept), strings.Join(res.Kept, ", "))
+			}
+			// Retention was applied even when GC was skipped; the space is
+			// not freed until the damage is dealt with, and the run fails to
+			// say so.
+			var skipped error
+			if res.Skipped != "" {
+				skipped = fmt.Errorf("garbage collection skipped: %s", res.Skipped)
+			}
 			if asJSON {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+				return skipped
 			}
 			if !o.quiet {
 				if dry {
@@ -180,7 +194,7 @@ func pruneCommand(e *env) *cli.Command {
 						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
 				}
 			}
-			return nil
+			return skipped
 		},
 	})
 }

@@ -121,10 +121,11 @@ func TestPushPullCLI(t *testing.T) {
 	if len(want1) == 0 || !bytes.Equal(got, []byte(want1)) {
 		t.Fatalf("pulled day 1 differs from optimize (%d vs %d bytes)", len(got), len(want1))
 	}
-	if notes, _ := os.ReadFile(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.notes")); string(notes) != "db server\n" {
+	// Under Proxmox VE's names: notes and protection after the archive.
+	if notes, _ := os.ReadFile(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.vma.notes")); string(notes) != "db server\n" {
 		t.Errorf("notes not pulled: %q", notes)
 	}
-	if _, err := os.Stat(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.protected")); err != nil {
+	if _, err := os.Stat(filepath.Join(dest, "vzdump-qemu-105-2026_11_20-01_00_00.vma.protected")); err != nil {
 		t.Errorf("protected marker not pulled: %v", err)
 	}
 	r = runCLI(t, nil, "pull", rem, "105@latest", "-")

@@ -224,6 +224,7 @@ type pushJSON struct {
 	MBps         float64  `json:"mb_per_s"`
 	Attempts     int      `json:"attempts,omitempty"`
 	Notes        []string `json:"notes,omitempty"`
+	Healed       string   `json:"healed,omitempty"`
 }
 
 func pushCommand(e *env) *cli.Command {
@@ -522,6 +523,7 @@ func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
 	j.SavingPct = 100 * res.Saving()
 	j.StoredBytes, j.Uploaded = res.StoredBytes, res.Uploaded
 	j.Previous = res.Previous
+	j.Healed = res.Healed
 	if res.VsPrevious != nil {
 		n := res.VsPrevious.NewBytes
 		j.PrevNewBytes = &n
@@ -546,6 +548,9 @@ func printPush(w io.Writer, j pushJSON) {
 		j.SavingPct, verb, humanBytes(uint64(j.Uploaded)), j.Seconds, j.MBps)
 	if j.Previous != "" && j.PrevNewBytes != nil {
 		fmt.Fprintf(w, "  against %s: %s in chunks that backup did not have\n", j.Previous, humanBytes(*j.PrevNewBytes))
+	}
+	if j.Healed != "" {
+		fmt.Fprintf(w, "  stored again: the copy on the remote was damaged (%s)\n", j.Healed)
 	}
 }
 
@@ -589,10 +594,15 @@ func snapshotsCommand(e *env) *cli.Command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VMID\tTIME\tSIZE\tNEW\tDISKS\tFLAGS\tBACKUP")
 			for _, s := range snaps {
-				flags := ""
+				var fl []string
 				if s.Protected {
-					flags = "protected"
+					fl = append(fl, "protected")
 				}
+				if s.Damaged != "" {
+					fl = append(fl, "DAMAGED")
+					fmt.Fprintf(e.stderr, "vmasync: %s\n", s.Damaged)
+				}
+				flags := strings.Join(fl, ",")
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.VMID, s.Time.Format("2006-01-02 15:04:05"), humanBytes(s.Size), humanBytes(s.NewBytes), s.Disks, flags, s.Name)
 			}
 			return tw.Flush()
@@ -690,7 +700,9 @@ func pullCommand(e *env) *cli.Command {
 			if toDir {
 				for _, ext := range remote.Sidecars {
 					if _, ok := b.Sidecars[ext]; ok {
-						sides[ext] = filepath.Join(filepath.Dir(dest), b.Name+ext)
+						// Under Proxmox VE's names: the log after the
+						// stem, notes and protection after the archive.
+						sides[ext] = remote.SidecarPath(dest, ext)
 						paths = append(paths, sides[ext])
 					}
 				}

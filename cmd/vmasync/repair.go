@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmasync/vmasync/remote"
+)
+
+func repairCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "repair",
+		Usage:     "rebuild a remote's index from its packs and set damaged objects aside",
+		UsageText: "vmasync repair [--read-data] [--dry-run] [--dump-dir DUMPDIR] [rclone options] REMOTE",
+		Description: "repair holds the exclusive lock (as prune does), reads every pack's header\n" +
+			"(with --read-data every chunk too), and moves what is damaged (packs that do not\n" +
+			"read, index objects that do not match their names, manifests that do not parse)\n" +
+			"under damaged/ on the remote, never deleting it. It writes a new index of every\n" +
+			"readable pack, removes the old index objects, and lists the backups that lost\n" +
+			"data, with the local dump (from --dump-dir) whose 'vmasync push' stores each\n" +
+			"again. The next push does that by itself for the dumps it finds. Exit 1 when\n" +
+			"backups lost data and no dump was found for some of them.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "read-data", Usage: "download every pack and check every chunk (without it, damage inside a chunk is not seen)"},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "say what would be done, change nothing"},
+			&cli.PathFlag{Name: "dump-dir", Usage: "the vzdump dump `DIR` to look for dumps that restore lost backups"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 1, 1)
+			if err != nil {
+				return err
+			}
+			var dumps []remote.Dump
+			if dir := cCtx.Path("dump-dir"); dir != "" {
+				if dumps, _, err = remote.FindDumps(dir); err != nil {
+					return &fileError{dir, err}
+				}
+			}
+			dry := cCtx.Bool("dry-run")
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			ctx, unlock, err := lockRepo(ctx, cCtx, r, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			res, err := r.Repair(ctx, remote.RepairOptions{DryRun: dry, ReadData: cCtx.Bool("read-data"), Dumps: dumps})
+			if err != nil {
+				return err
+			}
+			what := "set aside"
+			if dry {
+				what = "would set aside"
+			}
+			for _, d := range res.SetAside {
+				fmt.Fprintf(e.stdout, "%s %s: %v\n", what, d.Object, d.Err)
+			}
+			unrestorable := 0
+			for _, l := range res.Lost {
+				lost := fmt.Sprintf("%d of %d chunks are gone", l.Missing, l.Chunks)
+				if l.Damaged {
+					lost = "its manifest is damaged"
+				}
+				fix := "no local dump of it: it cannot be restored whole"
+				if l.Dump != "" {
+					fix = "'vmasync push' of " + l.Dump + " stores it again"
+				} else {
+					unrestorable++
+				}
+				fmt.Fprintf(e.stdout, "backup %s lost data (%s); %s\n", l.Backup.Name, lost, fix)
+			}
+			if !o.quiet {
+				if dry {
+					fmt.Fprintf(e.stderr, "%d readable packs; would set aside %d objects; nothing changed\n", res.Packs, len(res.SetAside))
+				} else {
+					fmt.Fprintf(e.stderr, "index rebuilt from %d packs (%d index objects written, %d removed); %d objects set aside under %s/, %d temporary objects removed\n",
+						res.Packs, res.IndexWritten, res.IndexRemoved, len(res.SetAside), remote.DamagedDir, res.TempRemoved)
+				}
+			}
+			if unrestorable > 0 {
+				return reportedError{}
+			}
+			return nil
+		},
+	})
+}
