@@ -315,3 +315,30 @@ func TestHelpTexts(t *testing.T) {
 		t.Errorf("push --help lacks the keep rules or --force")
 	}
 }
+
+// prune says why removing a backup frees (almost) nothing: its data is
+// shared with the kept one.
+func TestPruneSaysSharedDataStays(t *testing.T) {
+	dumps := t.TempDir()
+	rem := filepath.Join(t.TempDir(), "remote")
+	nightly(t, dumps, "105", 0, "2026_11_20-01_00_00", false)
+	nightly(t, dumps, "105", 1, "2026_11_21-01_00_00", false)
+	if r := runCLI(t, nil, "push", dumps, rem); r.code != 0 {
+		t.Fatalf("push: %v", r)
+	}
+	for _, dry := range []bool{true, false} {
+		args := []string{"prune", "--keep-last", "1", rem}
+		if dry {
+			args = append([]string{"prune", "--dry-run"}, args[1:]...)
+		}
+		r := runCLI(t, nil, args...)
+		t.Logf("%q:\n%s", args, r.stderr)
+		if r.code != 0 || !strings.Contains(r.stderr, "note: the removed backups share almost all their data with the kept ones") {
+			t.Errorf("%q: %v", args, r)
+		}
+	}
+	// nothing removed: no note
+	if r := runCLI(t, nil, "prune", "--keep-last", "1", rem); r.code != 0 || strings.Contains(r.stderr, "note:") {
+		t.Errorf("prune with nothing to remove: %v", r)
+	}
+}

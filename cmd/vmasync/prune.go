@@ -193,6 +193,10 @@ func pruneCommand(e *env) *cli.Command {
 					fmt.Fprintf(e.stderr, "removed %d of %s (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
 						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
 				}
+				if len(gone) > 0 && (res.BytesBefore-res.BytesAfter)*20 < res.BytesBefore {
+					// "132.3 MiB -> about 132.3 MiB" looks like a failure.
+					fmt.Fprintln(e.stderr, "note: the removed backups share almost all their data with the kept ones (deduplicated chunks), so removing them frees little space")
+				}
 			}
 			return skipped
 		},
