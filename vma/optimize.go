@@ -2,7 +2,6 @@ package vma
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -236,9 +235,31 @@ type streamDev struct {
 	spill    locIndex   // spilled data clusters
 }
 
+// streamReorder is the state of optimizeStream: the clusters that
+// arrived before their turn, in memory (the window) or in the spill file.
+type streamReorder struct {
+	vw       *Writer
+	opt      OptimizeOptions
+	res      *OptimizeResult
+	devs     []*streamDev      // by output id
+	window   map[uint64][]byte // key(dev, num) → stored blocks
+	winMask  map[uint64]uint16 // key(dev, num) → their mask
+	winBytes int64             // bytes in window
+	byNeed   keyHeap           // window keys, the one needed last on top
+	free     [][]byte          // buffers of drained window clusters
+	spill    *os.File          // nil until the window first overflows
+	spillEnd int64
+	cur      int    // output device being written
+	next     uint64 // next cluster of cur to write
+	tmp      []byte // a cluster's worth, for spilled data
+}
+
+// key orders clusters as the output does.
+func key(id int, num uint32) uint64 { return uint64(id)<<32 | uint64(num) }
+
 // optimizeStream reorders a non-seekable archive with a bounded memory
 // window and a spill file.
-func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt OptimizeOptions) (res *OptimizeResult, err error) {
+func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt OptimizeOptions) (*OptimizeResult, error) {
 	vr, err := NewReader(src)
 	if err != nil {
 		return nil, err
@@ -249,89 +270,21 @@ func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt Optim
 	if err != nil {
 		return nil, err
 	}
-	res = &OptimizeResult{}
-	var order orderCheck
-	devs := make([]*streamDev, len(hdr.Devices)+1)
-	for _, d := range hdr.Devices {
-		devs[d.ID] = &streamDev{id: d.ID, clusters: d.Clusters()}
+	s := &streamReorder{
+		vw: vw, opt: opt, res: &OptimizeResult{},
+		devs:   make([]*streamDev, len(hdr.Devices)+1),
+		window: map[uint64][]byte{}, winMask: map[uint64]uint16{},
+		cur: 1, tmp: make([]byte, ClusterSize),
 	}
-	var (
-		window   = map[uint64][]byte{} // key dev<<32|num → stored blocks (mask in key map below)
-		winMask  = map[uint64]uint16{}
-		winBytes int64
-		free     [][]byte
-		spill    *os.File
-		spillEnd int64
-		cur      = 1    // output device being written
-		next     uint64 // next cluster of cur to write
-		tmp      = make([]byte, ClusterSize)
-	)
+	for _, d := range hdr.Devices {
+		s.devs[d.ID] = &streamDev{id: d.ID, clusters: d.Clusters()}
+	}
 	defer func() {
-		if spill != nil {
-			spill.Close()
+		if s.spill != nil {
+			s.spill.Close()
 		}
 	}()
-	key := func(id int, num uint32) uint64 { return uint64(id)<<32 | uint64(num) }
-
-	// drain writes every cluster that is now next in output order.
-	drain := func() error {
-		for cur < len(devs) {
-			d := devs[cur]
-			if next >= d.clusters {
-				cur, next = cur+1, 0
-				continue
-			}
-			num := uint32(next)
-			if !d.arrived.has(num) {
-				return nil
-			}
-			k := key(cur, num)
-			if data, ok := window[k]; ok {
-				if err := vw.WriteBlocks(cur, num, winMask[k], data); err != nil {
-					return err
-				}
-				delete(window, k)
-				delete(winMask, k)
-				winBytes -= int64(len(data))
-				free = append(free, data[:cap(data)])
-			} else if loc := d.spill.get(num); loc != 0 {
-				mask := uint16(loc)
-				n := bits.OnesCount16(mask) * BlockSize
-				if _, err := spill.ReadAt(tmp[:n], int64(loc>>16)); err != nil {
-					return fmt.Errorf("vma: reading spill file: %w", err)
-				}
-				if err := vw.WriteBlocks(cur, num, mask, tmp[:n]); err != nil {
-					return err
-				}
-				d.spill.set(num, 0)
-			} else if err := vw.WriteBlocks(cur, num, 0, nil); err != nil {
-				return err
-			}
-			next++
-		}
-		return nil
-	}
-
-	// spillOut writes a cluster's blocks to the spill file.
-	spillOut := func(id int, num uint32, mask uint16, data []byte) error {
-		if spill == nil {
-			var err error
-			spill, err = os.CreateTemp(opt.TempDir, "vmasync-spill-*")
-			if err != nil {
-				return fmt.Errorf("vma: creating spill file: %w", err)
-			}
-			os.Remove(spill.Name()) // unlinked: vanishes with the process
-		}
-		if _, err := spill.WriteAt(data, spillEnd); err != nil {
-			return fmt.Errorf("vma: writing spill file: %w", err)
-		}
-		devs[id].spill.set(num, uint64(spillEnd)<<16|uint64(mask))
-		spillEnd += int64(len(data))
-		res.SpilledBytes += int64(len(data))
-		return nil
-	}
-	var byNeed keyHeap
-
+	var order orderCheck
 	lastExt := -1
 	for {
 		c, err := vr.Next()
@@ -352,69 +305,27 @@ func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt Optim
 		}
 		id := ids[c.DevID]
 		order.see(id, c.Num)
-		if id == cur && uint64(c.Num) == next {
+		if id == s.cur && uint64(c.Num) == s.next {
 			if err := vw.ReadBlocks(id, c.Num, c.Mask, vr.ReadData); err != nil {
 				return nil, err
 			}
-			next++
-			if err := drain(); err != nil {
+			s.next++
+			if err := s.drain(); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		// Early: keep it until its turn.
-		d := devs[id]
-		d.arrived.add(c.Num)
-		if c.Mask == 0 {
-			continue
-		}
-		size := int64(bits.OnesCount16(c.Mask) * BlockSize)
-		k := key(id, c.Num)
-		// Make room by spilling the clusters needed last (the largest
-		// keys), unless this one is needed later than all of them.
-		for winBytes+size > opt.Window {
-			far, ok := byNeed.max(window)
-			if !ok || far < k {
-				break
-			}
-			data := window[far]
-			if err := spillOut(int(far>>32), uint32(far), winMask[far], data); err != nil {
-				return nil, err
-			}
-			delete(window, far)
-			delete(winMask, far)
-			winBytes -= int64(len(data))
-			free = append(free, data[:cap(data)])
-		}
-		if winBytes+size > opt.Window {
-			if err := vr.ReadData(tmp[:size]); err != nil {
-				return nil, err
-			}
-			if err := spillOut(id, c.Num, c.Mask, tmp[:size]); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		var b []byte
-		if n := len(free); n > 0 {
-			b, free = free[n-1][:size], free[:n-1]
-		} else {
-			b = make([]byte, size, ClusterSize)
-		}
-		if err := vr.ReadData(b); err != nil {
+		if err := s.early(vr, id, c); err != nil {
 			return nil, err
 		}
-		window[k], winMask[k] = b, c.Mask
-		byNeed.push(k, window)
-		winBytes += int64(len(b))
-		res.PeakWindow = max(res.PeakWindow, winBytes)
 	}
-	if err := drain(); err != nil {
+	if err := s.drain(); err != nil {
 		return nil, err
 	}
 	if err := vw.Close(); err != nil {
 		return nil, err
 	}
+	res := s.res
 	res.InputBytes = vr.Offset()
 	res.WasInOrder = order.inOrder()
 	res.Header = *vw.Header()
@@ -422,89 +333,110 @@ func optimizeStream(ctx context.Context, dst io.Writer, src io.Reader, opt Optim
 	return res, nil
 }
 
-// keyHeap is a max-heap of window keys (output order), so the streaming
-// reorder can spill the cluster needed last. Keys drained from the window
-// stay in the heap until they surface (skipped then) or the heap is
-// rebuilt when stale keys outnumber live ones.
-type keyHeap []uint64
-
-func (h keyHeap) Len() int           { return len(h) }
-func (h keyHeap) Less(i, j int) bool { return h[i] > h[j] }
-func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *keyHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
-func (h *keyHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// push adds k; window is the live set, used to drop stale keys.
-func (h *keyHeap) push(k uint64, window map[uint64][]byte) {
-	if len(*h) > 2*len(window)+64 {
-		*h = (*h)[:0]
-		for wk := range window {
-			*h = append(*h, wk)
+// early keeps cluster c of output device id, which arrived before its
+// turn, until then: in the window, spilling the clusters needed last to
+// make room, or in the spill file if it is needed later than all of them.
+func (s *streamReorder) early(vr *Reader, id int, c *Cluster) error {
+	d := s.devs[id]
+	d.arrived.add(c.Num)
+	if c.Mask == 0 {
+		return nil
+	}
+	size := int64(bits.OnesCount16(c.Mask) * BlockSize)
+	k := key(id, c.Num)
+	for s.winBytes+size > s.opt.Window {
+		far, ok := s.byNeed.max(s.window)
+		if !ok || far < k {
+			break
 		}
-		heap.Init(h)
-		return // window already holds k
-	}
-	heap.Push(h, k)
-}
-
-// max returns the largest key still in window.
-func (h *keyHeap) max(window map[uint64][]byte) (uint64, bool) {
-	for len(*h) > 0 {
-		if _, live := window[(*h)[0]]; live {
-			return (*h)[0], true
+		data := s.window[far]
+		if err := s.spillOut(int(far>>32), uint32(far), s.winMask[far], data); err != nil {
+			return err
 		}
-		heap.Pop(h)
+		s.forget(far)
 	}
-	return 0, false
-}
-
-// orderCheck tracks whether clusters arrive in device order: every cluster
-// of the lowest device ascending, then the next device, and so on.
-type orderCheck struct {
-	dev      int
-	num      uint32
-	started  bool
-	disorder bool
-}
-
-func (o *orderCheck) see(dev int, num uint32) {
-	if o.started && (dev < o.dev || (dev == o.dev && num <= o.num)) {
-		o.disorder = true
-	}
-	o.dev, o.num, o.started = dev, num, true
-}
-
-func (o *orderCheck) inOrder() bool { return !o.disorder }
-
-// IsOptimized reads the index of the archive in f (headers only, seeking
-// over the data) and reports whether it is in Optimize's form: it carries
-// OptimizedUUID and stores its clusters in device order. f is left at
-// its start.
-func IsOptimized(f io.ReadSeeker, size int64) (bool, error) {
-	defer f.Seek(0, io.SeekStart)
-	vr, err := NewIndexReader(f, size)
-	if err != nil {
-		return false, err
-	}
-	if vr.Header().UUID != OptimizedUUID {
-		return false, nil
-	}
-	var order orderCheck
-	for {
-		c, err := vr.Next()
-		if err == io.EOF {
-			return order.inOrder(), nil
+	if s.winBytes+size > s.opt.Window {
+		if err := vr.ReadData(s.tmp[:size]); err != nil {
+			return err
 		}
+		return s.spillOut(id, c.Num, c.Mask, s.tmp[:size])
+	}
+	var b []byte
+	if n := len(s.free); n > 0 {
+		b, s.free = s.free[n-1][:size], s.free[:n-1]
+	} else {
+		b = make([]byte, size, ClusterSize)
+	}
+	if err := vr.ReadData(b); err != nil {
+		return err
+	}
+	s.window[k], s.winMask[k] = b, c.Mask
+	s.byNeed.push(k, s.window)
+	s.winBytes += int64(len(b))
+	s.res.PeakWindow = max(s.res.PeakWindow, s.winBytes)
+	return nil
+}
+
+// forget drops window cluster k, keeping its buffer for reuse.
+func (s *streamReorder) forget(k uint64) {
+	data := s.window[k]
+	delete(s.window, k)
+	delete(s.winMask, k)
+	s.winBytes -= int64(len(data))
+	s.free = append(s.free, data[:cap(data)])
+}
+
+// drain writes every cluster that is now next in output order.
+func (s *streamReorder) drain() error {
+	for s.cur < len(s.devs) {
+		d := s.devs[s.cur]
+		if s.next >= d.clusters {
+			s.cur, s.next = s.cur+1, 0
+			continue
+		}
+		num := uint32(s.next)
+		if !d.arrived.has(num) {
+			return nil
+		}
+		k := key(s.cur, num)
+		if data, ok := s.window[k]; ok {
+			if err := s.vw.WriteBlocks(s.cur, num, s.winMask[k], data); err != nil {
+				return err
+			}
+			s.forget(k)
+		} else if loc := d.spill.get(num); loc != 0 {
+			mask := uint16(loc)
+			n := bits.OnesCount16(mask) * BlockSize
+			if _, err := s.spill.ReadAt(s.tmp[:n], int64(loc>>16)); err != nil {
+				return fmt.Errorf("vma: reading spill file: %w", err)
+			}
+			if err := s.vw.WriteBlocks(s.cur, num, mask, s.tmp[:n]); err != nil {
+				return err
+			}
+			d.spill.set(num, 0)
+		} else if err := s.vw.WriteBlocks(s.cur, num, 0, nil); err != nil {
+			return err
+		}
+		s.next++
+	}
+	return nil
+}
+
+// spillOut writes a cluster's blocks to the spill file.
+func (s *streamReorder) spillOut(id int, num uint32, mask uint16, data []byte) error {
+	if s.spill == nil {
+		var err error
+		s.spill, err = os.CreateTemp(s.opt.TempDir, "vmasync-spill-*")
 		if err != nil {
-			return false, err
+			return fmt.Errorf("vma: creating spill file: %w", err)
 		}
-		if order.see(c.DevID, c.Num); !order.inOrder() {
-			return false, nil
-		}
+		os.Remove(s.spill.Name()) // unlinked: vanishes with the process
 	}
+	if _, err := s.spill.WriteAt(data, s.spillEnd); err != nil {
+		return fmt.Errorf("vma: writing spill file: %w", err)
+	}
+	s.devs[id].spill.set(num, uint64(s.spillEnd)<<16|uint64(mask))
+	s.spillEnd += int64(len(data))
+	s.res.SpilledBytes += int64(len(data))
+	return nil
 }

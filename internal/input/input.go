@@ -67,6 +67,7 @@ func Open(ctx context.Context, path string, opt Options) (*Input, error) {
 		if stdin == nil {
 			stdin = os.Stdin
 		}
+		raw = stdin
 		f, _ := stdin.(*os.File)
 		if f != nil {
 			if st, err := f.Stat(); err == nil {
@@ -74,11 +75,15 @@ func Open(ctx context.Context, path string, opt Options) (*Input, error) {
 					return nil, ErrTerminal
 				}
 				if st.Mode().IsRegular() {
+					// A redirected file: its reads do not block.
 					in.size = st.Size()
+					raw = &ctxReader{ctx: ctx, r: f}
 				}
 			}
 		}
-		raw = pump(ctx, stdin, in)
+		if in.size == 0 {
+			raw = pump(ctx, stdin, in)
+		}
 	} else {
 		f, err := os.Open(path)
 		if err != nil {

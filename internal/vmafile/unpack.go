@@ -42,42 +42,75 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 		return err
 	}
 	vr.AllowIncomplete() // checked below, for the extracted devices only
-	h := vr.Header()
 	if opt.Header != nil {
-		opt.Header(h)
+		opt.Header(vr.Header())
 	}
-
+	u := &unpacker{dir: dir, opt: opt, h: vr.Header(), seen: map[string]string{}, devOut: map[int]*unpackFile{}}
 	// Decide every output name before touching the file system.
-	type output struct {
-		final string
-		tmp   *os.File
+	if err := u.plan(); err != nil {
+		return err
 	}
-	var outs []*output
-	seen := map[string]string{}
-	claim := func(name, what string) (string, error) {
-		if err := vma.CheckName(name); err != nil {
-			return "", fmt.Errorf("vma: refusing to unpack %s: %v", what, err)
+	defer func() {
+		if err != nil {
+			u.cleanup()
 		}
-		if prev, ok := seen[name]; ok {
-			return "", fmt.Errorf("vma: refusing to unpack %s: file name %q is also used by %s", what, name, prev)
-		}
-		seen[name] = what
-		return filepath.Join(dir, name), nil
+	}()
+	if err := u.create(); err != nil {
+		return err
 	}
-	for _, c := range h.Configs {
-		if _, err := claim(c.Name, fmt.Sprintf("config %q", c.Name)); err != nil {
+	if err := u.extract(vr); err != nil {
+		return err
+	}
+	return u.finish()
+}
+
+// unpackFile is a file Unpack writes: under a temporary name until the
+// whole archive has been read.
+type unpackFile struct {
+	final string
+	tmp   *os.File
+}
+
+// unpacker is the state of one Unpack.
+type unpacker struct {
+	dir     string
+	opt     UnpackOptions
+	h       *vma.Header
+	seen    map[string]string // file name → what it holds
+	devs    []*unpackFile     // the extracted devices', in header order
+	devOut  map[int]*unpackFile
+	ids     []int // the extracted devices
+	cfgs    []*unpackFile
+	created bool // dir was created by Unpack
+}
+
+// claim reserves a file name in dir for what, refusing a name that is not
+// a plain file name or is taken.
+func (u *unpacker) claim(name, what string) (string, error) {
+	if err := vma.CheckName(name); err != nil {
+		return "", fmt.Errorf("vma: refusing to unpack %s: %v", what, err)
+	}
+	if prev, ok := u.seen[name]; ok {
+		return "", fmt.Errorf("vma: refusing to unpack %s: file name %q is also used by %s", what, name, prev)
+	}
+	u.seen[name] = what
+	return filepath.Join(u.dir, name), nil
+}
+
+// plan names every file to write, and fails if one exists.
+func (u *unpacker) plan() error {
+	for _, c := range u.h.Configs {
+		if _, err := u.claim(c.Name, fmt.Sprintf("config %q", c.Name)); err != nil {
 			return err
 		}
 	}
-	for _, want := range opt.Devices {
-		if !slices.ContainsFunc(h.Devices, func(d vma.Device) bool { return d.Name == want }) {
+	for _, want := range u.opt.Devices {
+		if !slices.ContainsFunc(u.h.Devices, func(d vma.Device) bool { return d.Name == want }) {
 			return fmt.Errorf("vma: the archive has no device %q", want)
 		}
 	}
-	devOut := map[int]*output{}
-	var ids []int
-	for _, d := range h.Devices {
-		if len(opt.Devices) > 0 && !slices.Contains(opt.Devices, d.Name) {
+	for _, d := range u.h.Devices {
+		if len(u.opt.Devices) > 0 && !slices.Contains(u.opt.Devices, d.Name) {
 			continue
 		}
 		if err := vma.CheckName(d.Name); err != nil {
@@ -87,61 +120,50 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 		if d.IsVMState() {
 			name = "vmstate.bin"
 		}
-		p, err := claim(name, devLabel(d.ID, d.Name))
+		p, err := u.claim(name, devLabel(d.ID, d.Name))
 		if err != nil {
 			return err
 		}
-		o := &output{final: p}
-		outs = append(outs, o)
-		devOut[d.ID] = o
-		ids = append(ids, d.ID)
+		o := &unpackFile{final: p}
+		u.devs = append(u.devs, o)
+		u.devOut[d.ID] = o
+		u.ids = append(u.ids, d.ID)
 	}
-	for name := range seen {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			return fmt.Errorf("vma: %s already exists; not overwriting", filepath.Join(dir, name))
+	for name := range u.seen {
+		if _, err := os.Lstat(filepath.Join(u.dir, name)); err == nil {
+			return fmt.Errorf("vma: %s already exists; not overwriting", filepath.Join(u.dir, name))
 		}
 	}
+	return nil
+}
 
-	created := false
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+// create makes dir if missing, the devices' temporary files at their
+// sizes and the configs' with their contents.
+func (u *unpacker) create() error {
+	if _, err := os.Stat(u.dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(u.dir, 0o755); err != nil {
 			return err
 		}
-		created = true
+		u.created = true
 	}
-	var cfgOuts []*output
-	defer func() {
-		if err == nil {
-			return
-		}
-		for _, o := range append(outs, cfgOuts...) {
-			if o.tmp != nil {
-				o.tmp.Close()
-				os.Remove(o.tmp.Name())
-			}
-		}
-		if created {
-			os.Remove(dir) // only succeeds if empty
-		}
-	}()
-	newTmp := func(o *output, size int64) error {
-		f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(o.final)+"-*")
+	newTmp := func(o *unpackFile, size int64) error {
+		f, err := os.CreateTemp(u.dir, ".tmp-"+filepath.Base(o.final)+"-*")
 		if err != nil {
 			return err
 		}
 		o.tmp = f
 		return f.Truncate(size)
 	}
-	for _, d := range h.Devices {
-		if o := devOut[d.ID]; o != nil {
+	for _, d := range u.h.Devices {
+		if o := u.devOut[d.ID]; o != nil {
 			if err := newTmp(o, int64(d.Size)); err != nil {
 				return err
 			}
 		}
 	}
-	for _, c := range h.Configs {
-		o := &output{final: filepath.Join(dir, c.Name)}
-		cfgOuts = append(cfgOuts, o)
+	for _, c := range u.h.Configs {
+		o := &unpackFile{final: filepath.Join(u.dir, c.Name)}
+		u.cfgs = append(u.cfgs, o)
 		if err := newTmp(o, 0); err != nil {
 			return err
 		}
@@ -149,9 +171,14 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 			return err
 		}
 	}
+	return nil
+}
 
+// extract reads the clusters into the devices' files and checks that the
+// extracted devices are complete.
+func (u *unpacker) extract(vr *vma.Reader) error {
 	sizes := map[int]uint64{}
-	for _, d := range h.Devices {
+	for _, d := range u.h.Devices {
 		sizes[d.ID] = d.Size
 	}
 	lastExt := -1
@@ -163,11 +190,11 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 		if err != nil {
 			return err
 		}
-		if opt.Progress != nil && c.Extent != lastExt {
+		if u.opt.Progress != nil && c.Extent != lastExt {
 			lastExt = c.Extent
-			opt.Progress(c.Offset)
+			u.opt.Progress(c.Offset)
 		}
-		o := devOut[c.DevID]
+		o := u.devOut[c.DevID]
 		if o == nil || c.Mask == 0 {
 			continue
 		}
@@ -175,15 +202,20 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 			return fmt.Errorf("vma: writing %s: %w", o.final, err)
 		}
 	}
-	if err := vr.CompletenessError(ids...); err != nil {
+	if err := vr.CompletenessError(u.ids...); err != nil {
 		return err
 	}
-	if opt.Progress != nil {
-		opt.Progress(vr.Offset())
+	if u.opt.Progress != nil {
+		u.opt.Progress(vr.Offset())
 	}
-	all := append(outs, cfgOuts...)
+	return nil
+}
+
+// finish gives every file its final name.
+func (u *unpacker) finish() error {
+	all := append(u.devs, u.cfgs...)
 	for _, o := range all {
-		if !opt.Sync {
+		if !u.opt.Sync {
 			break
 		}
 		if err := o.tmp.Sync(); err != nil {
@@ -213,13 +245,26 @@ func Unpack(r io.Reader, dir string, opt UnpackOptions) (err error) {
 		os.Remove(o.tmp.Name())
 		o.tmp = nil
 	}
-	if opt.Sync {
-		if d, err := os.Open(dir); err == nil {
+	if u.opt.Sync {
+		if d, err := os.Open(u.dir); err == nil {
 			d.Sync()
 			d.Close()
 		}
 	}
 	return nil
+}
+
+// cleanup removes the temporary files, and dir if Unpack created it.
+func (u *unpacker) cleanup() {
+	for _, o := range append(u.devs, u.cfgs...) {
+		if o.tmp != nil {
+			o.tmp.Close()
+			os.Remove(o.tmp.Name())
+		}
+	}
+	if u.created {
+		os.Remove(u.dir) // only succeeds if empty
+	}
 }
 
 // writeCluster writes the non-zero stored blocks of c to f at their device
