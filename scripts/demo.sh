@@ -66,9 +66,9 @@ export CGO_ENABLED=0
 say "building ./bin/vmasync ($(go version | cut -d' ' -f3))"
 cat <<'END'
 The first build compiles vmasync with rclone and all of its backends: about
-2.5 minutes on 2 cores (measured: 2 min 17 s), plus the download of the Go
-modules on a machine that has none of them yet. Later builds take seconds.
-The whole demo takes about 2 minutes more.
+2.5 minutes on 2 idle cores (measured: 2 min 17 s; 5.5 minutes on 2 busy
+ones), plus the download of the Go modules on a machine that has none of them
+yet. Later builds take seconds. The demo itself then takes under a minute.
 END
 run go build -o bin/vmasync ./cmd/vmasync
 vmasync="$root/bin/vmasync"
