@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // ArchiveReader reads byte ranges of a backup's optimized archive on
@@ -123,7 +124,7 @@ func (a *ArchiveReader) Chunk(ctx context.Context, i int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d (%s) in pack %s: %w", i, h.Short(), loc.Pack.Short(), err)
 	}
-	data, err := decodeBlob(stored, loc, h, nil)
+	data, err := pack.DecodeBlob(stored, loc, h, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // CheckOptions tune Check.
@@ -69,7 +71,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	}
 	res.Backups = len(backups)
 	res.Packs = len(r.packs)
-	res.Chunks = r.index.len()
+	res.Chunks = r.index.Len()
 	users := map[ID][]string{} // chunk -> backups referencing it
 	for _, b := range backups {
 		m, err := r.Manifest(ctx, b)
@@ -90,7 +92,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			if len(u) == 0 || u[len(u)-1] != b.Name {
 				users[h] = append(u, b.Name)
 			}
-			loc, ok := r.index.get(h)
+			loc, ok := r.index.Get(h)
 			switch {
 			case !ok:
 				missing++
@@ -126,7 +128,7 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 	for id := range r.packs {
 		packs = append(packs, id)
 	}
-	sort.Slice(packs, func(i, j int) bool { return compareID(&packs[i], &packs[j]) < 0 })
+	sort.Slice(packs, func(i, j int) bool { return index.Compare(&packs[i], &packs[j]) < 0 })
 	if p := opt.ReadDataPercent; p > 0 && p < 100 {
 		rand.Shuffle(len(packs), func(i, j int) { packs[i], packs[j] = packs[j], packs[i] })
 		n := (len(packs)*p + 99) / 100
@@ -134,7 +136,7 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 	}
 	// Which chunks the index places in each pack.
 	inPack := map[ID][]ID{}
-	r.index.each(func(h ID, loc Location) {
+	r.index.Each(func(h ID, loc Location) {
 		inPack[loc.Pack] = append(inPack[loc.Pack], h)
 	})
 	limit := 2*int64(r.Config.PackSize) + packSlack
@@ -171,17 +173,17 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 			for _, h := range inPack[id] {
 				bad(h, fmt.Sprintf("unreadable: %v", err))
 			}
-		} else if entries, perr := parsePack(data, id, r.Config.Version); perr != nil {
+		} else if entries, perr := pack.Parse(data, id, r.Config.Version); perr != nil {
 			// The pack is damaged: say which chunks are affected, checking
 			// each indexed chunk on its own.
 			for _, h := range inPack[id] {
-				loc, _ := r.index.get(h)
+				loc, _ := r.index.Get(h)
 				end := int64(loc.Offset) + int64(loc.Stored)
 				if end > int64(len(data)) {
 					bad(h, "chunks beyond its end")
 					continue
 				}
-				if _, err := decodeBlob(data[loc.Offset:end], loc, h, raw); err != nil {
+				if _, err := pack.DecodeBlob(data[loc.Offset:end], loc, h, raw); err != nil {
 					bad(h, "content does not match its hash")
 				}
 			}
@@ -191,7 +193,7 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 		} else {
 			for _, e := range entries {
 				loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-				if raw, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
+				if raw, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
 					bad(e.Hash, "content does not match its hash")
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
 )
 
 // damageRepo pushes two nights of two small VMs into an in-memory
@@ -128,13 +129,13 @@ func TestHostileIndexBounded(t *testing.T) {
 	// A frame that declares more than an index may hold: refused from its
 	// header.
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	declared := enc.EncodeAll(make([]byte, maxIndexObject+1), nil)
+	declared := enc.EncodeAll(make([]byte, index.MaxObject+1), nil)
 	mem.Put(indexName(ID(sha256.Sum256(declared))), declared)
 	// A stream without a declared size that inflates beyond the bound.
 	var stream bytes.Buffer
 	w, _ := zstd.NewWriter(&stream, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	zeros := make([]byte, 1<<20)
-	for range maxIndexObject>>20 + 64 {
+	for range index.MaxObject>>20 + 64 {
 		w.Write(zeros)
 	}
 	w.Close()
@@ -153,7 +154,7 @@ func TestHostileIndexBounded(t *testing.T) {
 	if len(st.Damaged) != 2 {
 		t.Fatalf("damaged: %v", st.Damaged)
 	}
-	if grew := after.TotalAlloc - before.TotalAlloc; grew > 3*maxIndexObject { // was 2.5 GB before the bound
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 3*index.MaxObject { // was 2.5 GB before the bound
 		t.Fatalf("loading the index allocated %d MiB", grew>>20)
 	}
 	for _, d := range st.Damaged {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // TestPushResumesAfterUploadFailure fails the upload of the third pack of
@@ -147,7 +148,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	if b, err = os.ReadFile(packFiles[2]); err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)-packTrailer-5] ^= 0x55 // in the last blob's SHA-256
+	b[len(b)-pack.TrailerLen-5] ^= 0x55 // in the last blob's SHA-256
 	if err := os.WriteFile(packFiles[2], b, 0o644); err != nil {
 		t.Fatal(err)
 	}

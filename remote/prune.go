@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // KeepRules are Proxmox VE's retention options (vzdump --prune-backups,
@@ -260,7 +262,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			continue
 		}
 		u.total += int64(e.Stored)
-		if loc, ok := r.index.get(e.Hash); ok && used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
+		if loc, ok := r.index.Get(e.Hash); ok && used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
 			u.used += int64(e.Stored)
 		}
 	}
@@ -276,7 +278,7 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 			repack = append(repack, id)
 		}
 	}
-	slices.SortFunc(repack, func(a, b ID) int { return compareID(&a, &b) })
+	slices.SortFunc(repack, func(a, b ID) int { return index.Compare(&a, &b) })
 	gone := map[ID]bool{}
 	for _, id := range drop {
 		gone[id] = true
@@ -333,15 +335,15 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	}
 
 	// The new index: every used chunk where it now is.
-	var live []indexEntryOf
+	var live []index.Entry
 	for h := range used {
 		if loc, ok := moved[h]; ok {
-			live = append(live, indexEntryOf{Hash: h, Location: loc})
-		} else if loc, ok := r.index.get(h); ok && !gone[loc.Pack] {
-			live = append(live, indexEntryOf{Hash: h, Location: loc})
+			live = append(live, index.Entry{Hash: h, Location: loc})
+		} else if loc, ok := r.index.Get(h); ok && !gone[loc.Pack] {
+			live = append(live, index.Entry{Hash: h, Location: loc})
 		}
 	}
-	slices.SortFunc(live, func(a, b indexEntryOf) int { return compareID(&a.Hash, &b.Hash) })
+	slices.SortFunc(live, func(a, b index.Entry) int { return index.Compare(&a.Hash, &b.Hash) })
 	written := map[string]bool{}
 	for len(live) > 0 {
 		part := live[:min(len(live), indexEvery)]
@@ -416,12 +418,12 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]b
 func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, moved map[ID]Location) (map[ID]int64, []ID, error) {
 	newPacks := map[ID]int64{}
 	var failed []ID
-	var pb packBuilder
+	var pb pack.Builder
 	flush := func() error {
-		if pb.len() == 0 {
+		if pb.Len() == 0 {
 			return nil
 		}
-		data, id, entries := pb.finish(r.Config.Version)
+		data, id, entries := pb.Finish(r.Config.Version)
 		if _, err := r.saveContent(ctx, packName(id), data); err != nil {
 			return err
 		}
@@ -440,22 +442,22 @@ func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, mov
 		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
 			return nil, nil, err
 		}
-		var entries []packEntry
+		var entries []pack.Entry
 		if err == nil {
-			entries, err = parsePack(data, pid, r.Config.Version)
+			entries, err = pack.Parse(data, pid, r.Config.Version)
 		}
 		if err != nil {
 			r.warnf("not repacking pack %s: %v (kept; run 'vmasync check --read-data')", pid.Short(), err)
 			failed = append(failed, pid)
 			continue
 		}
-		var blobs []packEntry
+		var blobs []pack.Entry
 		for _, e := range entries {
-			loc, ok := r.index.get(e.Hash)
+			loc, ok := r.index.Get(e.Hash)
 			if !used[e.Hash] || !ok || loc.Pack != pid || loc.Offset != e.Offset {
 				continue
 			}
-			if _, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, nil); err != nil {
+			if _, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, nil); err != nil {
 				break
 			}
 			blobs = append(blobs, e)
@@ -466,8 +468,8 @@ func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, mov
 			continue
 		}
 		for _, e := range blobs {
-			pb.add(e.Hash, int(e.Raw), e.Type, data[e.Offset:e.Offset+e.Stored])
-			if pb.len() >= r.Config.PackSize {
+			pb.Add(e.Hash, int(e.Raw), e.Type, data[e.Offset:e.Offset+e.Stored])
+			if pb.Len() >= r.Config.PackSize {
 				if err := flush(); err != nil {
 					return nil, nil, err
 				}
@@ -521,12 +523,12 @@ func (r *Repository) removeTemps(ctx context.Context) (int, error) {
 // (including duplicates and entries of removed packs) and the names of
 // the objects read. Damaged index objects are left out (LoadIndex
 // reported them; their packs were indexed again from their headers).
-func (r *Repository) allEntries(ctx context.Context) ([]indexEntryOf, []string, error) {
+func (r *Repository) allEntries(ctx context.Context) ([]index.Entry, []string, error) {
 	names, err := r.indexObjects(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	var all []indexEntryOf
+	var all []index.Entry
 	var read []string
 	for _, n := range names {
 		e, err := r.readIndexObject(ctx, n)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/pack"
 
 	"github.com/vmasync/vmasync/chunkplan"
 )
@@ -309,8 +310,8 @@ func checkPackNames(t *testing.T, dir string, v int) {
 		}
 		named := b
 		if v >= 2 {
-			hdr := int(binary.BigEndian.Uint32(b[len(b)-packTrailer:]))
-			named = b[len(b)-packTrailer-hdr:]
+			hdr := int(binary.BigEndian.Uint32(b[len(b)-pack.TrailerLen:]))
+			named = b[len(b)-pack.TrailerLen-hdr:]
 		}
 		if want := ID(sha256.Sum256(named)).String() + packSuffix; filepath.Base(p) != want {
 			t.Errorf("pack %s: want the name %s in format version %d", filepath.Base(p), want, v)

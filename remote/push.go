@@ -18,7 +18,10 @@ import (
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/pipe"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
+	"github.com/vmasync/vmasync/remote/pack"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -245,7 +248,7 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	// Optimize into a buffered pipe, hashing the whole optimized stream on
 	// the way: the buffer lets the optimizer run ahead of the chunker
 	// instead of waiting for every extent to be consumed.
-	pr, pw := newBufPipe(pipeBlock, pipeBlocks)
+	pr, pw := pipe.New(pipeBlock, pipeBlocks)
 	whole := sha256.New()
 	var optRes *vma.OptimizeResult
 	optDone := make(chan error, 1)
@@ -411,7 +414,7 @@ func (r *Repository) unindexed(set map[ID]struct{}) map[ID]struct{} {
 	defer r.mu.Unlock()
 	out := make(map[ID]struct{}, len(set)/4)
 	for h := range set {
-		if _, ok := r.index.find(h); !ok {
+		if !r.index.Has(h) {
 			out[h] = struct{}{}
 		}
 	}
@@ -489,7 +492,7 @@ type uploader struct {
 
 	mu               sync.Mutex
 	err              error
-	entries          []indexEntryOf
+	entries          []index.Entry
 	stored, uploaded int64
 	packs            int
 }
@@ -497,7 +500,7 @@ type uploader struct {
 type sealedPack struct {
 	data     []byte
 	blobsEnd int
-	entries  []packEntry
+	entries  []pack.Entry
 }
 
 func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
@@ -531,8 +534,8 @@ const packSlack = 1 << 20
 
 // send seals the pack and hands it to an upload goroutine, waiting while
 // all of them are busy.
-func (u *uploader) send(p *packBuilder) error {
-	data, blobsEnd, entries := p.seal()
+func (u *uploader) send(p *pack.Builder) error {
+	data, blobsEnd, entries := p.Seal()
 	select {
 	case u.ch <- sealedPack{data, blobsEnd, entries}:
 		return nil
@@ -548,24 +551,24 @@ func (u *uploader) run() {
 		if u.ctx.Err() != nil {
 			continue
 		}
-		id := packID(u.r.Config.Version, p.data, p.blobsEnd)
+		id := pack.IDOf(u.r.Config.Version, p.data, p.blobsEnd)
 		if !u.dry {
 			if _, err := u.r.saveContent(ctx, packName(id), p.data); err != nil {
 				u.fail(err)
 				continue
 			}
 		}
-		idx := make([]indexEntryOf, len(p.entries))
+		idx := make([]index.Entry, len(p.entries))
 		var stored int64
 		for i, e := range p.entries {
-			idx[i] = indexEntryOf{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
+			idx[i] = index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
 			stored += int64(e.Stored)
 		}
 		// In a dry run too, so that later dumps of the run dedup against it.
 		u.r.addIndex(idx, id, int64(len(p.data)))
 		u.mu.Lock()
 		u.entries = append(u.entries, idx...)
-		var full []indexEntryOf
+		var full []index.Entry
 		if len(u.entries) >= indexEvery {
 			full, u.entries = u.entries, nil
 		}
@@ -593,7 +596,7 @@ var indexEvery = 1 << 17
 
 // writeIndex uploads entries as an index object (not in a dry run),
 // counting its bytes as uploaded.
-func (u *uploader) writeIndex(ctx context.Context, entries []indexEntryOf) error {
+func (u *uploader) writeIndex(ctx context.Context, entries []index.Entry) error {
 	if u.dry || len(entries) == 0 {
 		return nil
 	}
@@ -663,10 +666,10 @@ func (b *blobBatch) compress(enc *zstd.Encoder) {
 		n := len(b.out)
 		b.out = enc.EncodeAll(data, b.out)
 		if len(b.out)-n < len(data) {
-			c.typ = blobZstd
+			c.typ = pack.BlobZstd
 		} else {
 			b.out = append(b.out[:n], data...)
-			c.typ = blobRaw
+			c.typ = pack.BlobRaw
 		}
 		c.stored = uint32(len(b.out) - n)
 	}
@@ -739,7 +742,7 @@ func (p *compressPool) submit(b *blobBatch) {
 // full ones (and, at the end, the last one) to the uploader.
 func (p *compressPool) pack() {
 	var err error
-	var pack packBuilder
+	var pk pack.Builder
 	for b := range p.order {
 		<-b.done
 		if err == nil && p.ctx.Err() != nil {
@@ -748,13 +751,13 @@ func (p *compressPool) pack() {
 		if err == nil {
 			out := b.out
 			for _, c := range b.chunks {
-				if pack.buf == nil {
-					pack.buf = p.up.buffer()
+				if !pk.HasBuffer() {
+					pk.SetBuffer(p.up.buffer())
 				}
-				pack.add(c.hash, int(c.raw), c.typ, out[:c.stored])
+				pk.Add(c.hash, int(c.raw), c.typ, out[:c.stored])
 				out = out[c.stored:]
-				if pack.len() >= p.packSize {
-					if err = p.up.send(&pack); err != nil {
+				if pk.Len() >= p.packSize {
+					if err = p.up.send(&pk); err != nil {
 						break
 					}
 				}
@@ -762,8 +765,8 @@ func (p *compressPool) pack() {
 		}
 		p.free <- b
 	}
-	if err == nil && p.flush && pack.len() > 0 { // flush is set before order is closed
-		err = p.up.send(&pack)
+	if err == nil && p.flush && pk.Len() > 0 { // flush is set before order is closed
+		err = p.up.send(&pk)
 	}
 	p.packed <- err
 }
@@ -784,159 +787,6 @@ const (
 	pipeBlock  = 1 << 20
 	pipeBlocks = 8
 )
-
-// newBufPipe is io.Pipe with nblocks buffers of size bytes between the
-// writer and the reader: a Write returns as soon as its bytes are copied
-// into a buffer, so the writer can run ahead by up to size*nblocks bytes.
-func newBufPipe(size, nblocks int) (*bufPipeReader, *bufPipeWriter) {
-	p := &bufPipe{full: make(chan []byte, nblocks), free: make(chan []byte, nblocks), done: make(chan struct{})}
-	for range nblocks {
-		p.free <- nil // allocated on first use
-	}
-	return &bufPipeReader{p: p}, &bufPipeWriter{p: p, size: size}
-}
-
-type bufPipe struct {
-	full, free chan []byte
-	done       chan struct{} // closed by the reader's CloseWithError
-	once       sync.Once
-	rerr       error // the reader's close error, for the writer
-	werr       error // the writer's close error (io.EOF if nil), for the reader; set before full is closed
-}
-
-type bufPipeWriter struct {
-	p    *bufPipe
-	size int
-	cur  []byte
-}
-
-func (w *bufPipeWriter) Write(b []byte) (int, error) {
-	n := 0
-	for len(b) > 0 {
-		if w.cur == nil || len(w.cur) == cap(w.cur) {
-			if w.cur != nil {
-				if err := w.send(w.cur); err != nil {
-					return n, err
-				}
-				w.cur = nil
-			}
-			buf, err := w.spare()
-			if err != nil {
-				return n, err
-			}
-			if buf == nil {
-				buf = make([]byte, 0, w.size)
-			}
-			w.cur = buf
-		}
-		k := min(len(b), cap(w.cur)-len(w.cur))
-		w.cur = append(w.cur, b[:k]...)
-		b = b[k:]
-		n += k
-	}
-	return n, nil
-}
-
-// stopped returns the reader's close error once it has stopped: checked
-// first, so that a writer with buffers to spare notices a stop at once.
-func (w *bufPipeWriter) stopped() error {
-	select {
-	case <-w.p.done:
-		return w.p.rerr
-	default:
-		return nil
-	}
-}
-
-// send queues a block for the reader.
-func (w *bufPipeWriter) send(b []byte) error {
-	if err := w.stopped(); err != nil {
-		return err
-	}
-	select {
-	case w.p.full <- b:
-		return nil
-	case <-w.p.done:
-		return w.p.rerr
-	}
-}
-
-// spare returns a buffer the reader has finished with (emptied), or nil
-// for one not allocated yet, waiting while all are in use.
-func (w *bufPipeWriter) spare() ([]byte, error) {
-	if err := w.stopped(); err != nil {
-		return nil, err
-	}
-	select {
-	case buf := <-w.p.free:
-		return buf[:0], nil
-	case <-w.p.done:
-		return nil, w.p.rerr
-	}
-}
-
-// CloseWithError flushes what was written and ends the stream: the
-// reader gets err, or io.EOF if err is nil, after the data.
-func (w *bufPipeWriter) CloseWithError(err error) error {
-	if err == nil {
-		err = io.EOF
-	}
-	w.p.werr = err
-	if len(w.cur) > 0 {
-		w.send(w.cur) // fails only if the reader stopped and wants no more
-	}
-	w.cur = nil
-	close(w.p.full)
-	return nil
-}
-
-type bufPipeReader struct {
-	p   *bufPipe
-	cur []byte // unread part of the block being read
-	blk []byte // that block, to give back
-	eof bool
-}
-
-func (r *bufPipeReader) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for len(r.cur) == 0 {
-		if r.blk != nil {
-			r.p.free <- r.blk // never blocks: only nblocks blocks exist
-			r.blk = nil
-		}
-		if r.eof {
-			return 0, r.p.werr
-		}
-		select {
-		case blk, ok := <-r.p.full:
-			if !ok {
-				r.eof = true
-				continue
-			}
-			r.blk, r.cur = blk, blk
-		case <-r.p.done:
-			return 0, io.ErrClosedPipe
-		}
-	}
-	n := copy(b, r.cur)
-	r.cur = r.cur[n:]
-	return n, nil
-}
-
-// CloseWithError stops the stream: later and blocked Writes fail with
-// err (io.ErrClosedPipe if nil).
-func (r *bufPipeReader) CloseWithError(err error) error {
-	if err == nil {
-		err = io.ErrClosedPipe
-	}
-	r.p.once.Do(func() {
-		r.p.rerr = err
-		close(r.p.done)
-	})
-	return nil
-}
 
 // Retriable reports whether a failed push may succeed when run again
 // (network and server errors, as rclone classifies them).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/pack"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/vma"
@@ -424,7 +425,7 @@ func TestBlobFrames(t *testing.T) {
 	var b blobBatch
 	b.add(h, chunk)
 	b.compress(blobEncoder(""))
-	if b.chunks[0].typ != blobZstd {
+	if b.chunks[0].typ != pack.BlobZstd {
 		t.Fatalf("text chunk stored as type %d", b.chunks[0].typ)
 	}
 	var hdr zstd.Header
@@ -433,8 +434,8 @@ func TestBlobFrames(t *testing.T) {
 	}
 	withCRC, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	for name, stored := range map[string][]byte{"without": b.out, "with": withCRC.EncodeAll(chunk, nil)} {
-		loc := Location{Stored: uint32(len(stored)), Raw: uint32(len(chunk)), Type: blobZstd}
-		got, err := decodeBlob(stored, loc, h, nil)
+		loc := Location{Stored: uint32(len(stored)), Raw: uint32(len(chunk)), Type: pack.BlobZstd}
+		got, err := pack.DecodeBlob(stored, loc, h, nil)
 		if err != nil || !bytes.Equal(got, chunk) {
 			t.Errorf("frame %s checksum: %v", name, err)
 		}

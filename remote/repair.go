@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // DamagedDir holds the objects repair set aside, under their original
@@ -79,7 +81,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 		return nil, err
 	}
 	// Every pack's entries, from its own header (and blobs).
-	var entries []indexEntryOf
+	var entries []index.Entry
 	for _, id := range sortedIDs(packs) {
 		pe, err := r.scanPack(ctx, id, packs[id], opt.ReadData)
 		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
@@ -91,7 +93,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 		}
 		res.Packs++
 		for _, e := range pe {
-			entries = append(entries, indexEntryOf{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
+			entries = append(entries, index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
 		}
 	}
 	for _, n := range indexNames {
@@ -100,12 +102,12 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 		}
 	}
 	// The new index, in memory, to judge the backups by.
-	index := newChunkIndex()
+	idx := index.New()
 	for _, e := range entries {
-		index.load(e.Hash, e.Location)
+		idx.Load(e.Hash, e.Location)
 	}
-	index.freeze()
-	if err := r.judgeBackups(ctx, index, opt.Dumps, res); err != nil {
+	idx.Freeze()
+	if err := r.judgeBackups(ctx, idx, opt.Dumps, res); err != nil {
 		return nil, err
 	}
 	if opt.DryRun {
@@ -147,7 +149,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 
 // scanPack returns a pack's entries from its header, checking with
 // readData every blob against its hash.
-func (r *Repository) scanPack(ctx context.Context, id ID, size int64, readData bool) ([]packEntry, error) {
+func (r *Repository) scanPack(ctx context.Context, id ID, size int64, readData bool) ([]pack.Entry, error) {
 	if !readData {
 		return r.readPackHeader(ctx, id, size)
 	}
@@ -155,14 +157,14 @@ func (r *Repository) scanPack(ctx context.Context, id ID, size int64, readData b
 	if err != nil {
 		return nil, err
 	}
-	entries, err := parsePack(data, id, r.Config.Version)
+	entries, err := pack.Parse(data, id, r.Config.Version)
 	if err != nil {
 		return nil, err
 	}
 	var raw []byte
 	for _, e := range entries {
 		loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-		if raw, err = decodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
+		if raw, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
 			return nil, err
 		}
 	}
@@ -171,7 +173,7 @@ func (r *Repository) scanPack(ctx context.Context, id ID, size int64, readData b
 
 // judgeBackups finds the backups whose manifest is damaged (to be set
 // aside) or whose chunks index does not hold.
-func (r *Repository) judgeBackups(ctx context.Context, index *chunkIndex, dumps []Dump, res *RepairResult) error {
+func (r *Repository) judgeBackups(ctx context.Context, idx *index.Index, dumps []Dump, res *RepairResult) error {
 	backups, err := r.Backups(ctx)
 	if err != nil {
 		return err
@@ -192,7 +194,7 @@ func (r *Repository) judgeBackups(ctx context.Context, index *chunkIndex, dumps 
 		}
 		missing := 0
 		for _, c := range m.Chunks {
-			if _, ok := index.find(ID(c.Hash)); !ok {
+			if !idx.Has(ID(c.Hash)) {
 				missing++
 			}
 		}
@@ -240,6 +242,6 @@ func sortedIDs(m map[ID]int64) []ID {
 	for id := range m {
 		ids = append(ids, id)
 	}
-	slices.SortFunc(ids, func(a, b ID) int { return compareID(&a, &b) })
+	slices.SortFunc(ids, func(a, b ID) int { return index.Compare(&a, &b) })
 	return ids
 }

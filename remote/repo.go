@@ -17,6 +17,8 @@ import (
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // Repository is an open vmasync repository on a storage backend.
@@ -38,7 +40,7 @@ type Repository struct {
 	lockRefresh, lockStale time.Duration
 
 	mu    sync.Mutex
-	index *chunkIndex  // chunk hash -> where it is stored
+	index *index.Index // chunk hash -> where it is stored
 	packs map[ID]int64 // pack -> size, as listed
 	// damage lists what the last LoadIndex set aside; dropped counts the
 	// index entries it dropped.
@@ -70,14 +72,9 @@ var ErrExists = errors.New("the remote already holds a vmasync repository")
 const (
 	// maxConfig: a config object is a few hundred bytes of JSON.
 	maxConfig = 64 << 10
-	// maxIndexObject bounds an index object, compressed and decoded: a
-	// push writes index objects of at most indexEvery entries (about 7
-	// MB), GC and repair too; garbage collections before 2026-12-03 wrote
-	// one object of every entry, which this still reads up to about 1.3
-	// million chunks (10 GiB of data). A larger or hostile one is set
-	// aside like a damaged one, its packs are indexed again from their
-	// headers and the next prune replaces it.
-	maxIndexObject = 64 << 20
+	// An index object is bounded by index.MaxObject: a larger or hostile
+	// one is set aside like a damaged one, its packs are indexed again
+	// from their headers and the next prune replaces it.
 	// maxManifest bounds a manifest (36 bytes per chunk: a 14 TiB VM at
 	// the default chunk size).
 	maxManifest = 2 << 30
@@ -240,16 +237,16 @@ func (r *Repository) indexObjects(ctx context.Context) ([]string, error) {
 // readIndexObject reads and decodes one index object. A damaged object
 // (wrong content for its name, undecodable, too large) is returned as
 // ErrCorruptObject; a read failure as itself.
-func (r *Repository) readIndexObject(ctx context.Context, name string) ([]indexEntryOf, error) {
+func (r *Repository) readIndexObject(ctx context.Context, name string) ([]index.Entry, error) {
 	id, _ := parseID(strings.TrimSuffix(path.Base(name), indexSuffix))
-	b, err := backend.LoadAll(ctx, r.B, name, maxIndexObject)
+	b, err := backend.LoadAll(ctx, r.B, name, index.MaxObject)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrTransient) && !errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptObject, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return decodeIndex(b, id)
+	return index.Decode(b, id)
 }
 
 // LoadIndex reads every index object and lists the packs. Damage does not
@@ -271,7 +268,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	if err != nil {
 		return st, err
 	}
-	index := newChunkIndex()
+	idx := index.New()
 	covered := map[ID]bool{}
 	short := map[ID]bool{}
 	for _, name := range names {
@@ -292,20 +289,20 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 				st.Dropped++
 				continue // pack removed (by prune) or missing: check reports it
 			}
-			if int64(e.Offset)+int64(e.Stored) > size-int64(packTrailer) {
+			if int64(e.Offset)+int64(e.Stored) > size-int64(pack.TrailerLen) {
 				st.Dropped++
 				short[e.Pack] = true
 				continue
 			}
 			covered[e.Pack] = true
-			index.load(e.Hash, e.Location)
+			idx.Load(e.Hash, e.Location)
 		}
 		st.IndexObjects++
 	}
 	for id := range short {
 		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
 	}
-	var orphans []indexEntryOf
+	var orphans []index.Entry
 	for id, size := range packs {
 		if covered[id] || short[id] {
 			continue
@@ -321,8 +318,8 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		st.Recovered++
 		for _, e := range entries {
 			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-			orphans = append(orphans, indexEntryOf{Hash: e.Hash, Location: loc})
-			index.load(e.Hash, loc)
+			orphans = append(orphans, index.Entry{Hash: e.Hash, Location: loc})
+			idx.Load(e.Hash, loc)
 		}
 	}
 	for _, d := range st.Damaged {
@@ -339,46 +336,46 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	if err != nil {
 		return st, err
 	}
-	index.freeze()
+	idx.Freeze()
 	r.mu.Lock()
-	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir = index, packs, st.Damaged, st.Dropped, setAside
+	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir = idx, packs, st.Damaged, st.Dropped, setAside
 	r.mu.Unlock()
-	st.Chunks, st.Packs = index.len(), len(packs)
+	st.Chunks, st.Packs = idx.Len(), len(packs)
 	return st, nil
 }
 
 // readPackHeader reads a pack's header with two ranged reads (and, from
 // format version 2 on, checks it against the pack's name).
-func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]packEntry, error) {
-	if size < int64(packTrailer)+4 {
+func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]pack.Entry, error) {
+	if size < int64(pack.TrailerLen)+4 {
 		return nil, fmt.Errorf("%w: pack %s: %d bytes", ErrCorruptObject, id.Short(), size)
 	}
 	name := packName(id)
-	t, err := r.B.Load(ctx, name, size-int64(packTrailer), int64(packTrailer))
+	t, err := r.B.Load(ctx, name, size-int64(pack.TrailerLen), int64(pack.TrailerLen))
 	if err != nil {
 		return nil, err
 	}
-	n, err := packHeaderLen(t, size)
+	n, err := pack.HeaderLen(t, size)
 	if err != nil {
 		return nil, err
 	}
-	start := size - int64(packTrailer) - int64(n)
+	start := size - int64(pack.TrailerLen) - int64(n)
 	hdr, err := r.B.Load(ctx, name, start, int64(n))
 	if err != nil {
 		return nil, err
 	}
 	if r.Config.Version != 1 {
-		if err := checkPackTail(append(hdr, t...), id); err != nil {
+		if err := pack.CheckTail(append(hdr, t...), id); err != nil {
 			return nil, err
 		}
 	}
-	return decodePackHeader(hdr, start)
+	return pack.DecodeHeader(hdr, start)
 }
 
 // writeIndex uploads entries as one index object and returns its id and
 // size.
-func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID, int, error) {
-	b := encodeIndex(entries)
+func (r *Repository) writeIndex(ctx context.Context, entries []index.Entry) (ID, int, error) {
+	b := index.Encode(entries)
 	id := ID(sha256.Sum256(b))
 	_, err := r.saveContent(ctx, indexName(id), b)
 	return id, len(b), err
@@ -386,7 +383,7 @@ func (r *Repository) writeIndex(ctx context.Context, entries []indexEntryOf) (ID
 
 // writeIndexParts uploads entries as index objects of at most indexEvery
 // entries each and returns how many it wrote.
-func (r *Repository) writeIndexParts(ctx context.Context, entries []indexEntryOf) (int, error) {
+func (r *Repository) writeIndexParts(ctx context.Context, entries []index.Entry) (int, error) {
 	n := 0
 	for len(entries) > 0 {
 		part := entries[:min(len(entries), indexEvery)]
@@ -403,14 +400,14 @@ func (r *Repository) writeIndexParts(ctx context.Context, entries []indexEntryOf
 func (r *Repository) Lookup(h ID) (Location, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.index.get(h)
+	return r.index.Get(h)
 }
 
-func (r *Repository) addIndex(entries []indexEntryOf, packID ID, packSize int64) {
+func (r *Repository) addIndex(entries []index.Entry, packID ID, packSize int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.packs[packID] = packSize
 	for _, e := range entries {
-		r.index.add(e.Hash, e.Location)
+		r.index.Add(e.Hash, e.Location)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // maxRangeRead bounds one ranged read of consecutive blobs of a pack.
@@ -85,7 +86,7 @@ func (r *Repository) Restore(ctx context.Context, m *chunkplan.Manifest, w io.Wr
 			loc, _ := r.Lookup(ID(c.Hash))
 			rel := int64(loc.Offset) - s.off
 			var err error
-			raw, err = decodeBlob(f.data[rel:rel+int64(loc.Stored)], loc, ID(c.Hash), raw)
+			raw, err = pack.DecodeBlob(f.data[rel:rel+int64(loc.Stored)], loc, ID(c.Hash), raw)
 			if err != nil {
 				return err
 			}

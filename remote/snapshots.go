@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/index"
 )
 
 // Snapshot is one backup as listed by Snapshots.
@@ -79,6 +80,6 @@ func Empty(b backend.Backend, p chunkplan.Params) (*Repository, error) {
 	}
 	c := &Config{Format: configFormat, Version: FormatVersion, Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
 	r := newRepository(b, c)
-	r.index, r.packs = newChunkIndex(), map[ID]int64{}
+	r.index, r.packs = index.New(), map[ID]int64{}
 	return r, nil
 }

@@ -1,9 +1,11 @@
-package remote
+package index
 
 import (
 	"encoding/binary"
 	"runtime"
 	"testing"
+
+	"github.com/vmasync/vmasync/remote/pack"
 )
 
 // TestChunkIndexMemory measures the in-memory index's cost per chunk
@@ -13,35 +15,35 @@ func TestChunkIndexMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	x := newChunkIndex()
+	x := New()
 	for i := 0; i < n; i++ {
 		var h, p ID
 		binary.BigEndian.PutUint64(h[:], uint64(i)*0x9e3779b97f4a7c15)
 		binary.BigEndian.PutUint32(p[:], uint32(i/512))
-		x.load(h, Location{Pack: p, Offset: uint32(i), Stored: 1, Raw: 2, Type: blobZstd})
+		x.Load(h, Location{Pack: p, Offset: uint32(i), Stored: 1, Raw: 2, Type: pack.BlobZstd})
 	}
-	x.freeze()
+	x.Freeze()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("index: %.1f bytes per chunk (%d chunks, %d packs)", per, x.len(), len(x.packs))
-	if x.len() != n {
-		t.Fatalf("%d entries", x.len())
+	t.Logf("index: %.1f bytes per chunk (%d chunks, %d packs)", per, x.Len(), len(x.packs))
+	if x.Len() != n {
+		t.Fatalf("%d entries", x.Len())
 	}
 	var h ID
 	k := uint64(777)
 	binary.BigEndian.PutUint64(h[:], k*0x9e3779b97f4a7c15)
-	if l, ok := x.get(h); !ok || l.Offset != 777 || binary.BigEndian.Uint32(l.Pack[:]) != 1 {
+	if l, ok := x.Get(h); !ok || l.Offset != 777 || binary.BigEndian.Uint32(l.Pack[:]) != 1 {
 		t.Fatalf("get: %+v %v", l, ok)
 	}
 	var h2 ID
 	h2[0] = 0xff
-	x.add(h2, Location{Pack: ID{9}, Offset: 5})
-	if l, ok := x.get(h2); !ok || l.Offset != 5 || l.Pack != (ID{9}) || x.len() != n+1 {
+	x.Add(h2, Location{Pack: ID{9}, Offset: 5})
+	if l, ok := x.Get(h2); !ok || l.Offset != 5 || l.Pack != (ID{9}) || x.Len() != n+1 {
 		t.Fatalf("added entry: %+v %v", l, ok)
 	}
-	x.add(h, Location{Pack: ID{9}, Offset: 6}) // already there: kept
-	if l, _ := x.get(h); l.Offset != 777 {
+	x.Add(h, Location{Pack: ID{9}, Offset: 6}) // already there: kept
+	if l, _ := x.Get(h); l.Offset != 777 {
 		t.Fatalf("add replaced an entry")
 	}
 	if per > 64 {
@@ -55,10 +57,10 @@ func TestChunkIndexMemory(t *testing.T) {
 // first bytes, and at the ends of the hash space), absent ones are not,
 // and of a hash loaded twice the entry of the pack loaded first wins.
 func TestChunkIndexLookup(t *testing.T) {
-	x := newChunkIndex()
+	x := New()
 	want := map[ID]uint32{}
 	add := func(h ID, pack byte, off uint32) {
-		x.load(h, Location{Pack: ID{pack}, Offset: off})
+		x.Load(h, Location{Pack: ID{pack}, Offset: off})
 		if _, ok := want[h]; !ok {
 			want[h] = off
 		}
@@ -83,16 +85,16 @@ func TestChunkIndexLookup(t *testing.T) {
 	dup[0], dup[1], dup[2] = 0x80, 0x01, 0x02
 	add(dup, 7, 70) // pack 7 is loaded before pack 8
 	add(dup, 8, 7)  // a lower offset in a later pack: not chosen
-	x.freeze()
-	if x.len() != len(want) {
-		t.Fatalf("%d entries, want %d", x.len(), len(want))
+	x.Freeze()
+	if x.Len() != len(want) {
+		t.Fatalf("%d entries, want %d", x.Len(), len(want))
 	}
 	for h, off := range want {
-		if l, ok := x.get(h); !ok || l.Offset != off {
+		if l, ok := x.Get(h); !ok || l.Offset != off {
 			t.Fatalf("get %x: %+v %v, want offset %d", h[:4], l, ok, off)
 		}
 	}
-	if l, _ := x.get(dup); l.Pack != (ID{7}) {
+	if l, _ := x.Get(dup); l.Pack != (ID{7}) {
 		t.Errorf("repeated hash: pack %x won, want the first loaded", l.Pack[:1])
 	}
 	for i := range 10000 {
@@ -101,7 +103,7 @@ func TestChunkIndexLookup(t *testing.T) {
 		if _, ok := want[h]; ok {
 			continue
 		}
-		if _, ok := x.get(h); ok {
+		if _, ok := x.Get(h); ok {
 			t.Fatalf("absent hash %x found", h[:8])
 		}
 	}
