@@ -694,45 +694,8 @@ func pullCommand(e *env) *cli.Command {
 					dest, toDir = filepath.Join(dest, name), true
 				}
 			}
-			// Every file pull writes is checked before the download.
-			sides := map[string]string{} // sidecar extension → path
-			paths := []string{dest}
-			if toDir {
-				for _, ext := range remote.Sidecars {
-					if _, ok := b.Sidecars[ext]; ok {
-						// Under Proxmox VE's names: the log after the
-						// stem, notes and protection after the archive.
-						sides[ext] = remote.SidecarPath(dest, ext)
-						paths = append(paths, sides[ext])
-					}
-				}
-			}
-			for _, path := range paths {
-				if err := output.Check(path, out); err != nil {
-					return fmt.Errorf("pull: %w", err)
-				}
-			}
-			p := newProgress(e, o, "pull "+b.Name)
-			p.setTotal(int64(m.ArchiveSize), nil)
-			err = writeOutput(ctx, dest, out, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
-			p.done()
-			if err != nil {
-				return fmt.Errorf("pull %s: %w", b.Name, err)
-			}
-			for _, ext := range remote.Sidecars {
-				side, ok := sides[ext]
-				if !ok {
-					continue
-				}
-				data, err := r.Object(ctx, b.Sidecars[ext])
-				if err != nil {
-					return err
-				}
-				sopt := out
-				sopt.Compress = ""
-				if err := writeOutput(ctx, side, sopt, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
-					return fmt.Errorf("pull: %w", err)
-				}
+			if err := pullFiles(ctx, e, o, r, b, m, dest, toDir, out); err != nil {
+				return err
 			}
 			if !o.quiet {
 				fmt.Fprintf(e.stderr, "%s: %s (%s, SHA-256 checked)\n", b.Name, displayName(dest), humanBytes(m.ArchiveSize))
@@ -740,6 +703,52 @@ func pullCommand(e *env) *cli.Command {
 			return nil
 		},
 	})
+}
+
+// pullFiles writes backup b (manifest m) to dest, and when toDir the
+// files pushed with it beside it. Every file is checked before the
+// download.
+func pullFiles(ctx context.Context, e *env, o opts, r *remote.Repository, b remote.Backup, m *chunkplan.Manifest, dest string, toDir bool, out output.Options) error {
+	sides := map[string]string{} // sidecar extension → path
+	paths := []string{dest}
+	if toDir {
+		for _, ext := range remote.Sidecars {
+			if _, ok := b.Sidecars[ext]; ok {
+				// Under Proxmox VE's names: the log after the stem, notes
+				// and protection after the archive.
+				sides[ext] = remote.SidecarPath(dest, ext)
+				paths = append(paths, sides[ext])
+			}
+		}
+	}
+	for _, path := range paths {
+		if err := output.Check(path, out); err != nil {
+			return fmt.Errorf("pull: %w", err)
+		}
+	}
+	p := newProgress(e, o, "pull "+b.Name)
+	p.setTotal(int64(m.ArchiveSize), nil)
+	err := writeOutput(ctx, dest, out, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
+	p.done()
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", b.Name, err)
+	}
+	for _, ext := range remote.Sidecars {
+		side, ok := sides[ext]
+		if !ok {
+			continue
+		}
+		data, err := r.Object(ctx, b.Sidecars[ext])
+		if err != nil {
+			return err
+		}
+		sopt := out
+		sopt.Compress = ""
+		if err := writeOutput(ctx, side, sopt, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			return fmt.Errorf("pull: %w", err)
+		}
+	}
+	return nil
 }
 
 // writeOutput writes dest through internal/output (stdout for "-", else
