@@ -45,9 +45,10 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"sync"
 
 	"github.com/restic/chunker"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/vma"
 )
@@ -436,44 +437,6 @@ func attribute(iv []interval, s, e int64, perDev []uint64) {
 	}
 }
 
-// group runs goroutines and cancels all of them on the first error.
-type group struct {
-	parent context.Context
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	mu     sync.Mutex
-	err    error
-}
-
-func newGroup(parent context.Context) *group {
-	g := &group{parent: parent}
-	g.ctx, g.cancel = context.WithCancelCause(parent)
-	return g
-}
-
-func (g *group) Go(fn func() error) {
-	g.wg.Go(func() {
-		if err := fn(); err != nil {
-			g.mu.Lock()
-			if g.err == nil {
-				g.err = err
-			}
-			g.mu.Unlock()
-			g.cancel(err)
-		}
-	})
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel(nil)
-	if g.err == nil && g.parent.Err() != nil {
-		return context.Cause(g.parent)
-	}
-	return g.err
-}
-
 // load reads one input. For B (ref != nil) the floor is computed against
 // ref's cluster hashes as the clusters arrive.
 func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, opt Options, progressBase *int64) (*scanned, error) {
@@ -503,8 +466,7 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 		return s, nil
 	}
 
-	g := newGroup(opt.Context)
-	ctx := g.ctx
+	g, ctx := errgroup.WithContext(opt.Context)
 	// The original bytes: restic chunker, parser, and the optimizer's
 	// input unless it reads the file itself.
 	nOrig := 0
@@ -657,6 +619,9 @@ func load(in Input, params [numColumns]chunkplan.Params, w wants, ref *scanned, 
 		})
 	}
 	err := g.Wait()
+	if err == nil && opt.Context.Err() != nil {
+		err = context.Cause(opt.Context)
+	}
 	*progressBase += s.side.ArchiveBytes
 	if err != nil {
 		return nil, err
