@@ -464,3 +464,52 @@ func TestNightlyThreeNightsRetentionSticks(t *testing.T) {
 		t.Errorf("the remote holds %s, want only %s", out, stems[2])
 	}
 }
+
+// A run stopped by SIGTERM (systemd's time limit, systemctl stop) says so
+// and mails and pings the failure.
+func TestNightlyStoppedBySignalNotifies(t *testing.T) {
+	hc := newHC(t)
+	f := newNightly(t)
+	writeFile(t, f.confPath, f.baseConf("HEALTHCHECK_URL", hc.URL+"/p"), 0o600)
+	cmd := exec.Command(script(t, "vmasync-nightly"))
+	cmd.Env = append(os.Environ(), "VMASYNC_CONF="+f.confPath, "CALLS="+f.calls, "FAKE_ON_PUSH=sleep 30",
+		"PATH="+f.bin+string(os.PathListSeparator)+os.Getenv("PATH"), "MAIL_LOG="+f.mails)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(f.calls); strings.HasPrefix(string(b), "push|") {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no push started")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // as systemd: the whole group
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatalf("the run did not end after SIGTERM:\n%s", out.String())
+	}
+	t.Logf("vmasync-nightly:\n%s", out.String())
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("exit %d, want 143", code)
+	}
+	if !strings.Contains(out.String(), "stopped by SIGTERM (exit 143)") {
+		t.Errorf("output lacks the stop line")
+	}
+	if m := f.mail(t); !strings.Contains(m, "FAILED (exit 143)") || !strings.Contains(m, "stopped by SIGTERM") {
+		t.Errorf("mail:\n%s", m)
+	}
+	if got := hc.got(); len(got) != 2 || !strings.HasPrefix(got[1], "POST /p/fail ") || !strings.Contains(got[1], "stopped by SIGTERM") {
+		t.Errorf("pings %q", got)
+	}
+}
