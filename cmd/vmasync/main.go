@@ -1,8 +1,10 @@
 // Command vmasync reads, checks, unpacks and packs Proxmox VE vzdump VMA
 // backups (vzdump-qemu-<vmid>-<date>.vma[.zst|.gz|.lzo]).
 //
-// This package only wires the command line to the libraries (vma,
-// internal/decompress, internal/atomicfile). See docs/cli.md.
+// This package only wires the command line to the libraries: every
+// command reads its archive through internal/input and writes through
+// internal/output; vma is the codec, internal/vmafile its file work,
+// remote the repository. See docs/cli.md and docs/architecture.md.
 package main
 
 import (
