@@ -3,7 +3,8 @@ package vma
 // This file holds what remote's tests still call from before the file work
 // moved to internal/vmafile (issue 14). Delete it, and with it vma's
 // import of internal/decompress, once remote/remote_test.go calls
-// vmafile.Optimize (with an internal/input Input) and vmafile.Pack.
+// vmafile.Optimize (with an internal/input Input) and vmafile.Pack, with
+// internal/vmafile/deprecated_test.go.
 
 import (
 	"context"
