@@ -13,6 +13,7 @@ import (
 	"github.com/rclone/rclone/fs/rc"
 
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/internal/vzdump"
 )
 
 // TestConcurrentPushes (issue 13.7): two processes push the same dumps
@@ -101,7 +102,7 @@ func pushOnce(ctx context.Context, rs string, paths []string) error {
 		return err
 	}
 	for _, p := range paths {
-		d, _ := ParseDumpName(filepath.Base(p))
+		d, _ := vzdump.ParseName(filepath.Base(p))
 		d.Path = p
 		if _, err := r.Push(ctx, d, PushOptions{}); err != nil {
 			return fmt.Errorf("push %s: %w", d.Stem, err)

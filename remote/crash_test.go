@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/vma/vmatest"
 )
@@ -99,7 +100,7 @@ func (w *crashWorld) push(ctx context.Context, b backend.Backend, paths []string
 		return err
 	}
 	for _, p := range paths {
-		d, _ := ParseDumpName(filepath.Base(p))
+		d, _ := vzdump.ParseName(filepath.Base(p))
 		d.Path = p
 		if _, err := r.Push(ctx, d, PushOptions{}); err != nil {
 			return fmt.Errorf("push %s: %w", d.Stem, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 )
 
@@ -103,10 +104,10 @@ func TestSidecarsUnderPVENames(t *testing.T) {
 			t.Fatal("the protected backup would be pruned")
 		}
 	}
-	if got := SidecarPath("/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst", ".notes"); got != "/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst.notes" {
+	if got := vzdump.SidecarPath("/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst", ".notes"); got != "/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst.notes" {
 		t.Fatalf("SidecarPath notes = %s", got)
 	}
-	if got := SidecarPath("/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst", ".log"); got != "/x/vzdump-qemu-700-2026_11_20-01_00_00.log" {
+	if got := vzdump.SidecarPath("/x/vzdump-qemu-700-2026_11_20-01_00_00.vma.zst", ".log"); got != "/x/vzdump-qemu-700-2026_11_20-01_00_00.log" {
 		t.Fatalf("SidecarPath log = %s", got)
 	}
 }

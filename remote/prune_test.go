@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/pack"
 
@@ -26,7 +27,7 @@ func at(vmid, s string, protected bool) Backup {
 	if err != nil {
 		panic(err)
 	}
-	stamp := t.Format(stampLayout)
+	stamp := t.Format(vzdump.StampLayout)
 	return Backup{VMID: vmid, Name: "vzdump-qemu-" + vmid + "-" + stamp, Stamp: stamp, Time: t, Protected: protected}
 }
 
@@ -365,7 +366,7 @@ func TestPushPruneConcurrent(t *testing.T) {
 	go func() { // push
 		defer wg.Done()
 		r, _ := Open(ctx, f)
-		dl, _, _ := FindDumps(dumps)
+		dl, _, _ := vzdump.Find(dumps)
 		for _, d := range dl {
 			err := func() error {
 				l, err := r.Lock(ctx, false, "push", time.Minute)

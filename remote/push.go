@@ -19,6 +19,7 @@ import (
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/decompress"
 	"github.com/vmasync/vmasync/internal/pipe"
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/index"
 	"github.com/vmasync/vmasync/remote/pack"
@@ -384,8 +385,8 @@ var errChunkingStopped = errors.New("push: chunking stopped")
 // found under Proxmox VE's names (SidecarPaths), and returns their bytes.
 func (r *Repository) pushSidecars(ctx context.Context, d Dump) (int64, error) {
 	var n int64
-	for _, ext := range Sidecars {
-		for _, p := range SidecarPaths(d.Path, ext) {
+	for _, ext := range vzdump.Sidecars {
+		for _, p := range vzdump.SidecarPaths(d.Path, ext) {
 			b, err := os.ReadFile(p)
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -419,14 +420,6 @@ func (r *Repository) unindexed(set map[ID]struct{}) map[ID]struct{} {
 		}
 	}
 	return out
-}
-
-// dumpExt is the ".vma[.zst|.gz|.lzo]" suffix of a dump path.
-func dumpExt(p string) string {
-	if i := strings.LastIndex(p, ".vma"); i >= 0 {
-		return p[i:]
-	}
-	return ""
 }
 
 func baseName(p string) string {

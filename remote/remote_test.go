@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/pack"
 
@@ -76,7 +77,7 @@ func optimized(t testing.TB, path string) []byte {
 }
 
 func mustDump(t testing.TB, path string) Dump {
-	d, ok := ParseDumpName(filepath.Base(path))
+	d, ok := vzdump.ParseName(filepath.Base(path))
 	if !ok {
 		t.Fatalf("%s: not a dump name", path)
 	}
@@ -90,7 +91,7 @@ func pushAll(t testing.TB, ctx context.Context, r *Repository, dir string) []*Pu
 	if _, err := r.LoadIndex(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	dumps, _, err := FindDumps(dir)
+	dumps, _, err := vzdump.Find(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,41 +277,6 @@ func BenchmarkPush(b *testing.B) {
 				b.SetBytes(res.ArchiveBytes)
 			}
 		})
-	}
-}
-
-func TestFindDumps(t *testing.T) {
-	dir := t.TempDir()
-	other := t.TempDir()
-	for _, n := range []string{
-		"vzdump-qemu-105-2026_11_21-01_00_00.vma.zst", "vzdump-qemu-105-2026_11_20-01_00_00.vma",
-		"vzdump-qemu-99-2026_11_22-01_00_00.vma.lzo", "vzdump-qemu-105-2026_11_22-01_00_00.vma.dat",
-		"vzdump-qemu-105-2026_11_22-01_00_00.tmp", "vzdump-qemu-105-2026_11_20-01_00_00.log",
-		"vzdump-lxc-110-2026_11_20-01_00_00.tar.zst", "vzdump-qemu-105-2026_11_23-01_00_00.vma.bz2",
-	} {
-		os.WriteFile(filepath.Join(dir, n), nil, 0o644)
-	}
-	os.WriteFile(filepath.Join(other, "x"), nil, 0o644)
-	os.Symlink(filepath.Join(other, "x"), filepath.Join(dir, "vzdump-qemu-105-2026_11_19-01_00_00.vma.gz"))
-	os.Mkdir(filepath.Join(dir, "vzdump-qemu-105-2026_11_18-01_00_00.vma"), 0o755)
-	dumps, skipped, err := FindDumps(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, d := range dumps {
-		got = append(got, filepath.Base(d.Path))
-	}
-	want := []string{"vzdump-qemu-99-2026_11_22-01_00_00.vma.lzo", "vzdump-qemu-105-2026_11_19-01_00_00.vma.gz",
-		"vzdump-qemu-105-2026_11_20-01_00_00.vma", "vzdump-qemu-105-2026_11_21-01_00_00.vma.zst"}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("dumps:\n got %v\nwant %v", got, want)
-	}
-	if len(skipped) != 1 || !strings.Contains(skipped[0], "vzdump-lxc-110") {
-		t.Errorf("skipped: %v", skipped)
-	}
-	if d := dumps[1]; d.VMID != "105" || d.Stem != "vzdump-qemu-105-2026_11_19-01_00_00" || d.Time.Day() != 19 {
-		t.Errorf("parsed: %+v", d)
 	}
 }
 

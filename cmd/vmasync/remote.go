@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/output"
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/backend/rclonebe"
@@ -284,7 +285,7 @@ func pushCommand(e *env) *cli.Command {
 			if err != nil {
 				return usageError("push", "%v", err)
 			}
-			dumps, skipped, err := remote.FindDumps(dir)
+			dumps, skipped, err := vzdump.Find(dir)
 			if err != nil {
 				return &fileError{dir, err}
 			}
@@ -614,7 +615,7 @@ func pullCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "pull",
 		Usage:     "rebuild a backup from a remote as a VMA file that Proxmox restores",
-		UsageText: "vmasync pull [--compress zstd] [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
+		UsageText: "vmasync pull [--compress zstd] [--disk NAME]... [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
 		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
 			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
 			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with the\n" +
@@ -624,13 +625,20 @@ func pullCommand(e *env) *cli.Command {
 			"TIME is the vzdump time stamp (2026_11_21-01_00_02), a date-time\n" +
 			"(2026-11-21T01:00:02) or a unique prefix of one; without it, the newest backup.\n" +
 			"The file appears only when complete. Existing files (the archive or the\n" +
-			"files pushed with it) are replaced only with --force.",
+			"files pushed with it) are replaced only with --force.\n\n" +
+			"With --disk NAME, pull writes only that disk as a sparse raw image, the bytes\n" +
+			"'vmasync unpack' writes, fetching only its chunks: to the file DEST, to stdout\n" +
+			"with -, or as disk-NAME.raw into the directory DEST (--disk may repeat).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
+			diskFlag(),
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing files"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
 		},
 		Action: func(cCtx *cli.Context) error {
+			if len(cCtx.StringSlice("disk")) > 0 {
+				return pullDisks(e, cCtx)
+			}
 			o, err := globalOpts(cCtx)
 			if err != nil {
 				return err
@@ -712,11 +720,11 @@ func pullFiles(ctx context.Context, e *env, o opts, r *remote.Repository, b remo
 	sides := map[string]string{} // sidecar extension → path
 	paths := []string{dest}
 	if toDir {
-		for _, ext := range remote.Sidecars {
+		for _, ext := range vzdump.Sidecars {
 			if _, ok := b.Sidecars[ext]; ok {
 				// Under Proxmox VE's names: the log after the stem, notes
 				// and protection after the archive.
-				sides[ext] = remote.SidecarPath(dest, ext)
+				sides[ext] = vzdump.SidecarPath(dest, ext)
 				paths = append(paths, sides[ext])
 			}
 		}
@@ -733,7 +741,7 @@ func pullFiles(ctx context.Context, e *env, o opts, r *remote.Repository, b remo
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", b.Name, err)
 	}
-	for _, ext := range remote.Sidecars {
+	for _, ext := range vzdump.Sidecars {
 		side, ok := sides[ext]
 		if !ok {
 			continue

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote"
 )
 
@@ -37,7 +38,7 @@ func repairCommand(e *env) *cli.Command {
 			}
 			var dumps []remote.Dump
 			if dir := cCtx.Path("dump-dir"); dir != "" {
-				if dumps, _, err = remote.FindDumps(dir); err != nil {
+				if dumps, _, err = vzdump.Find(dir); err != nil {
 					return &fileError{dir, err}
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +18,7 @@ import (
 	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/internal/output"
 	"github.com/vmasync/vmasync/internal/report"
+	"github.com/vmasync/vmasync/internal/vzdump"
 )
 
 // parsePolynomial reads a restic chunker polynomial in hex ("0x" optional),
@@ -374,8 +374,6 @@ func writeReportJSON(w io.Writer, r *report.Result, est estimates) error {
 	return enc.Encode(out)
 }
 
-var vmidPattern = regexp.MustCompile(`vzdump-qemu-(\d+)-`)
-
 func manifestCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "manifest",
@@ -457,8 +455,8 @@ func manifestCommand(e *env) *cli.Command {
 			if err != nil {
 				return &fileError{displayName(src), err}
 			}
-			if mm := vmidPattern.FindStringSubmatch(filepath.Base(src)); mm != nil {
-				m.VMID = mm[1]
+			if d, ok := vzdump.ParseName(filepath.Base(src)); ok {
+				m.VMID = d.VMID
 			}
 			f, err := output.Create(e.ctx, out, output.Options{Force: cCtx.Bool("force"), Sync: true})
 			if err != nil {
