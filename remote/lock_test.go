@@ -34,7 +34,9 @@ func TestLockLostStopsCommand(t *testing.T) {
 	mem := backend.NewMem()
 	fl := &failLocks{Backend: mem}
 	r := openMem(t, fl)
-	r.lockRefresh, r.lockStale = 20*time.Millisecond, 200*time.Millisecond
+	// Proportions as in production (refresh every 5 min, stale after 30,
+	// give up after 20): a second of margin however loaded the machine.
+	r.lockRefresh, r.lockStale = 500*time.Millisecond, 3*time.Second
 	l, err := r.Lock(context.Background(), false, "push", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -43,13 +45,13 @@ func TestLockLostStopsCommand(t *testing.T) {
 	select {
 	case <-l.Context().Done():
 		t.Fatal("cancelled while refreshes work")
-	case <-time.After(150 * time.Millisecond):
+	case <-time.After(1200 * time.Millisecond):
 	}
 	fl.armed.Store(true)
 	start := time.Now()
 	select {
 	case <-l.Context().Done():
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * time.Second):
 		t.Fatal("not cancelled though the lock cannot be refreshed")
 	}
 	if cause := context.Cause(l.Context()); !errors.Is(cause, ErrLockLost) {

@@ -9,20 +9,14 @@ import (
 	"hash"
 	"io"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/decompress"
 	"github.com/vmasync/vmasync/internal/pipe"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
-	"github.com/vmasync/vmasync/remote/index"
-	"github.com/vmasync/vmasync/remote/pack"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -41,56 +35,6 @@ type PushOptions struct {
 	// Compression is the zstd level of new chunks ("" means
 	// CompressFastest).
 	Compression CompressionLevel
-}
-
-// CompressionLevel is how hard push compresses new chunks. Every level
-// writes the same blob format, so backups made at different levels share
-// a repository and deduplicate against each other.
-type CompressionLevel string
-
-// The compression levels: klauspost/compress's zstd encoder levels.
-const (
-	// CompressFastest is about zstd level 1, as Proxmox Backup Server
-	// compresses its chunks: the default, fastest for first pushes.
-	CompressFastest CompressionLevel = "fastest"
-	// CompressDefault is about zstd level 3, restic's "auto".
-	CompressDefault CompressionLevel = "default"
-	// CompressBetter is about zstd level 7: smaller uploads for more CPU.
-	CompressBetter CompressionLevel = "better"
-)
-
-// ParseCompressionLevel checks a level's name.
-func ParseCompressionLevel(s string) (CompressionLevel, error) {
-	if _, ok := blobEncoders[CompressionLevel(s)]; !ok {
-		return "", fmt.Errorf("unknown compression level %q (fastest, default or better)", s)
-	}
-	return CompressionLevel(s), nil
-}
-
-// blobEncoders compress blobs at each level: one zstd frame per chunk,
-// safe for concurrent use by the compression workers; each is made when
-// first used. The frames carry no checksum of their own: readers check
-// every chunk against its SHA-256, and xxhash over every new byte cost
-// 1.5 % of a first push's CPU.
-var blobEncoders = map[CompressionLevel]func() *zstd.Encoder{
-	CompressFastest: newBlobEncoder(zstd.SpeedFastest),
-	CompressDefault: newBlobEncoder(zstd.SpeedDefault),
-	CompressBetter:  newBlobEncoder(zstd.SpeedBetterCompression),
-}
-
-func newBlobEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
-	return sync.OnceValue(func() *zstd.Encoder {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false))
-		return e
-	})
-}
-
-// blobEncoder returns the encoder of level l ("" is CompressFastest).
-func blobEncoder(l CompressionLevel) *zstd.Encoder {
-	if l == "" {
-		l = CompressFastest
-	}
-	return blobEncoders[l]()
 }
 
 // PushResult reports one pushed dump.
@@ -228,16 +172,33 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	if err != nil {
 		return nil, err
 	}
-
-	in, err := decompress.Open(d.Path)
+	m, up, err := r.pushData(ctx, d, opt, res)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Close()
-	var src io.Reader = in
-	if in.File != nil {
-		src = in.File
+	if err := r.commitPush(ctx, d, m, up, opt.DryRun, res); err != nil {
+		return nil, err
 	}
+	if prev != nil {
+		res.Previous = prev.name
+		if prev.m.Params == m.Params {
+			c := chunkplan.Compare(prev.m, m)
+			res.VsPrevious = &c
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// pushData runs the stages read → optimize → chunk → compress and pack →
+// upload, and returns the backup's manifest and the uploader, whose
+// index entries are not all written yet.
+func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res *PushResult) (*chunkplan.Manifest, *uploader, error) {
+	in, err := decompress.Open(d.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.Close()
 
 	// Uploads run under the caller's context: an upload that fails stops
 	// the reading and chunking (ctx) but lets the uploads under way finish,
@@ -254,132 +215,155 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	var optRes *vma.OptimizeResult
 	optDone := make(chan error, 1)
 	go func() {
-		o := opt.Optimize
-		if opt.Progress != nil {
-			o.Progress = func(read int64) {
-				fileRead := read // a plain dump is read as it is
-				if in.File == nil {
-					fileRead = in.InputRead()
-				}
-				opt.Progress(read, fileRead)
-			}
-		}
-		res, err := vma.Optimize(ctx, hashWriter{pw, whole}, src, o)
-		optRes = res
+		var err error
+		optRes, err = optimizeDump(ctx, in, hashWriter{pw, whole}, opt)
 		pw.CloseWithError(err)
 		optDone <- err
 	}()
 
 	up := newUploader(ctx, upCtx, r, opt.DryRun, cancel)
 	m := &chunkplan.Manifest{Version: chunkplan.ManifestVersion, Params: r.Params, Source: baseName(d.Path), VMID: d.VMID}
-	// pending holds the new chunks sent to be packed that the index
-	// does not hold yet; it is trimmed to those whenever it has doubled.
-	pending := map[ID]struct{}{}
-	pendingMax := pendingTrim
-	// New chunks are copied into batches that a pool of goroutines
-	// compresses in parallel; packs are filled from the batches in
-	// stream order, so a pack's content does not depend on scheduling.
-	cp := newCompressPool(ctx, r.Config.PackSize, opt.Compression, up)
-	var cur *blobBatch
-	chunkErr := chunkplan.Chunk(pr, r.Params, func(c chunkplan.ChunkRef, data []byte) error {
-		m.Chunks = append(m.Chunks, c)
-		m.ArchiveSize += uint64(c.Length)
-		h := ID(c.Hash)
-		if _, ok := r.Lookup(h); ok {
-			res.SharedBytes += int64(c.Length)
-			return nil
-		}
-		n := len(pending)
-		pending[h] = struct{}{} // one map probe: the length tells whether h was there
-		if len(pending) == n {
-			res.SharedBytes += int64(c.Length)
-			return nil
-		}
-		res.NewBytes += int64(c.Length)
-		res.NewChunks++
-		if len(pending) >= pendingMax {
-			pending = r.unindexed(pending)
-			pendingMax = max(pendingTrim, 2*len(pending))
-		}
-		if cur != nil && len(cur.raw)+len(data) > batchBytes {
-			cp.submit(cur)
-			cur = nil
-		}
-		if cur == nil {
-			var err error
-			if cur, err = cp.get(); err != nil {
-				return err
-			}
-		}
-		cur.add(h, data)
-		return nil
-	})
-	if cur != nil {
-		cp.submit(cur)
+	run := &pushRun{r: r, res: res, m: m, pending: map[ID]struct{}{}, pendingMax: pendingTrim,
+		cp: newCompressPool(ctx, r.Config.PackSize, opt.Compression, up)}
+	chunkErr := chunkplan.Chunk(pr, r.Params, run.chunk)
+	if run.cur != nil {
+		run.cp.submit(run.cur)
 	}
-	packErr := cp.close(chunkErr == nil)
+	packErr := run.cp.close(chunkErr == nil)
 	pr.CloseWithError(errChunkingStopped) // unblock the optimizer if chunking failed
 	optErr := <-optDone
 	if chunkErr == nil {
 		chunkErr = packErr
 	}
-	upErr := up.wait()
-	switch {
-	case upErr != nil: // the cause when chunking stopped for it
-		return nil, upErr
-	case optErr != nil && !errors.Is(optErr, errChunkingStopped):
-		return nil, optErr
-	case chunkErr != nil:
-		return nil, chunkErr
-	case optErr != nil:
-		return nil, optErr
+	if err := pushCause(ctx, up.wait(), optErr, chunkErr); err != nil {
+		return nil, nil, err
 	}
-	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-		return nil, cause
-	}
-
 	whole.Sum(m.ArchiveSHA256[:0])
 	m.BackupTime = optRes.Header.CTime
 	for _, dv := range optRes.Header.Devices {
 		m.Devices = append(m.Devices, chunkplan.Device{Name: dv.Name, Size: dv.Size})
 	}
+	return m, up, nil
+}
+
+// optimizeDump optimizes the opened dump into w, reporting progress as
+// the bytes read and how far into the dump's file that is.
+func optimizeDump(ctx context.Context, in *decompress.Stream, w io.Writer, opt PushOptions) (*vma.OptimizeResult, error) {
+	var src io.Reader = in
+	if in.File != nil {
+		src = in.File
+	}
+	o := opt.Optimize
+	if opt.Progress != nil {
+		o.Progress = func(read int64) {
+			fileRead := read // a plain dump is read as it is
+			if in.File == nil {
+				fileRead = in.InputRead()
+			}
+			opt.Progress(read, fileRead)
+		}
+	}
+	return vma.Optimize(ctx, w, src, o)
+}
+
+// commitPush writes what makes the backup visible, in this order: the
+// last part of the index of everything this push stored, the sidecars,
+// then the manifest.
+func (r *Repository) commitPush(ctx context.Context, d Dump, m *chunkplan.Manifest, up *uploader, dry bool, res *PushResult) error {
 	res.ArchiveBytes = int64(m.ArchiveSize)
 	res.Chunks = len(m.Chunks)
 	res.StoredBytes, res.Packs = up.stored, up.packs
-
-	// The last part of the index of everything this push stored, then
-	// sidecars, then the manifest that makes the backup visible.
 	var mbuf bytes.Buffer
 	if _, err := m.WriteTo(&mbuf); err != nil {
-		return nil, err
+		return err
 	}
 	if err := up.writeIndex(ctx, up.entries); err != nil {
-		return nil, err
+		return err
 	}
-	res.Uploaded = up.uploaded
-	if !opt.DryRun {
-		n, err := r.pushSidecars(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		res.Uploaded += n
-		if err := r.B.Save(ctx, backupObject(d.VMID, d.Stem, ManifestExt), mbuf.Bytes()); err != nil {
-			return nil, err
-		}
+	res.Uploaded = up.uploaded + int64(mbuf.Len())
+	if dry {
+		return nil
 	}
-	res.Uploaded += int64(mbuf.Len())
-	if prev != nil {
-		res.Previous = prev.name
-		if prev.m.Params == m.Params {
-			c := chunkplan.Compare(prev.m, m)
-			res.VsPrevious = &c
-		}
+	n, err := r.pushSidecars(ctx, d)
+	if err != nil {
+		return err
 	}
-	res.Duration = time.Since(start)
-	return res, nil
+	res.Uploaded += n
+	return r.B.Save(ctx, backupObject(d.VMID, d.Stem, ManifestExt), mbuf.Bytes())
 }
 
 var errChunkingStopped = errors.New("push: chunking stopped")
+
+// pushCause picks the error that explains why a push stopped: an upload
+// failure (chunking stopped for it), else the optimizer's own error (a
+// damaged dump), else the chunker's, else a cancellation.
+func pushCause(ctx context.Context, upErr, optErr, chunkErr error) error {
+	switch {
+	case upErr != nil:
+		return upErr
+	case optErr != nil && !errors.Is(optErr, errChunkingStopped):
+		return optErr
+	case chunkErr != nil:
+		return chunkErr
+	case optErr != nil:
+		return optErr
+	}
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		return cause
+	}
+	return nil
+}
+
+// pushRun is the chunk stage of one push: it records every chunk in the
+// manifest and sends the new ones to be compressed and packed.
+type pushRun struct {
+	r   *Repository
+	res *PushResult
+	m   *chunkplan.Manifest
+	// pending holds the new chunks sent to be packed that the index does
+	// not hold yet; it is trimmed to those whenever it has doubled.
+	pending    map[ID]struct{}
+	pendingMax int
+	// New chunks are copied into batches that a pool of goroutines
+	// compresses in parallel; packs are filled from the batches in
+	// stream order, so a pack's content does not depend on scheduling.
+	cp  *compressPool
+	cur *blobBatch
+}
+
+func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
+	p.m.Chunks = append(p.m.Chunks, c)
+	p.m.ArchiveSize += uint64(c.Length)
+	h := ID(c.Hash)
+	if _, ok := p.r.Lookup(h); ok {
+		p.res.SharedBytes += int64(c.Length)
+		return nil
+	}
+	n := len(p.pending)
+	p.pending[h] = struct{}{} // one map probe: the length tells whether h was there
+	if len(p.pending) == n {
+		p.res.SharedBytes += int64(c.Length)
+		return nil
+	}
+	p.res.NewBytes += int64(c.Length)
+	p.res.NewChunks++
+	if len(p.pending) >= p.pendingMax {
+		p.pending = p.r.unindexed(p.pending)
+		p.pendingMax = max(pendingTrim, 2*len(p.pending))
+	}
+	if p.cur != nil && len(p.cur.raw)+len(data) > batchBytes {
+		p.cp.submit(p.cur)
+		p.cur = nil
+	}
+	if p.cur == nil {
+		var err error
+		if p.cur, err = p.cp.get(); err != nil {
+			return err
+		}
+	}
+	p.cur.add(h, data)
+	return nil
+}
 
 // pushSidecars uploads the dump's .log, .notes and .protected files,
 // found under Proxmox VE's names (SidecarPaths), and returns their bytes.
@@ -469,310 +453,6 @@ func (w hashWriter) Write(p []byte) (int, error) {
 	n, err := w.w.Write(p)
 	w.h.Write(p[:n])
 	return n, err
-}
-
-// uploader uploads sealed packs with Repository.Transfers goroutines.
-type uploader struct {
-	ctx    context.Context // the push's: done when it stops
-	upCtx  context.Context // the uploads'
-	r      *Repository
-	dry    bool
-	cancel context.CancelCauseFunc
-	ch     chan sealedPack
-	wg     sync.WaitGroup
-	// spare holds pack buffers back from the upload goroutines for reuse.
-	spare chan []byte
-
-	mu               sync.Mutex
-	err              error
-	entries          []index.Entry
-	stored, uploaded int64
-	packs            int
-}
-
-type sealedPack struct {
-	data     []byte
-	blobsEnd int
-	entries  []pack.Entry
-}
-
-func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
-	n := r.Transfers
-	if n < 1 {
-		n = 4
-	}
-	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, 2)}
-	for range n {
-		u.wg.Add(1)
-		go u.run()
-	}
-	return u
-}
-
-// buffer returns an empty buffer for the next pack, reusing one whose
-// upload has finished when there is one.
-func (u *uploader) buffer() []byte {
-	select {
-	case b := <-u.spare:
-		return b[:0]
-	default:
-		return make([]byte, 0, u.r.Config.PackSize+packSlack)
-	}
-}
-
-// packSlack is what a pack may hold beyond PackSize: the blob that made
-// it full (a chunk is at most 64 KiB with the default parameters) and the
-// header (41 bytes per blob).
-const packSlack = 1 << 20
-
-// send seals the pack and hands it to an upload goroutine, waiting while
-// all of them are busy.
-func (u *uploader) send(p *pack.Builder) error {
-	data, blobsEnd, entries := p.Seal()
-	select {
-	case u.ch <- sealedPack{data, blobsEnd, entries}:
-		return nil
-	case <-u.ctx.Done():
-		return context.Cause(u.ctx)
-	}
-}
-
-func (u *uploader) run() {
-	defer u.wg.Done()
-	ctx := u.upCtx
-	for p := range u.ch {
-		if u.ctx.Err() != nil {
-			continue
-		}
-		id := pack.IDOf(u.r.Config.Version, p.data, p.blobsEnd)
-		if !u.dry {
-			if _, err := u.r.saveContent(ctx, packName(id), p.data); err != nil {
-				u.fail(err)
-				continue
-			}
-		}
-		idx := make([]index.Entry, len(p.entries))
-		var stored int64
-		for i, e := range p.entries {
-			idx[i] = index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}}
-			stored += int64(e.Stored)
-		}
-		// In a dry run too, so that later dumps of the run dedup against it.
-		u.r.addIndex(idx, id, int64(len(p.data)))
-		u.mu.Lock()
-		u.entries = append(u.entries, idx...)
-		var full []index.Entry
-		if len(u.entries) >= indexEvery {
-			full, u.entries = u.entries, nil
-		}
-		u.stored += stored
-		u.uploaded += int64(len(p.data))
-		u.packs++
-		u.mu.Unlock()
-		select {
-		case u.spare <- p.data:
-		default:
-		}
-		if full != nil {
-			if err := u.writeIndex(ctx, full); err != nil {
-				u.fail(err)
-			}
-		}
-	}
-}
-
-// indexEvery is how many index entries of uploaded packs a push holds
-// before it writes them as an index object (about 1 GiB of new chunks
-// at the default chunk size), so that they do not take memory in
-// proportion to all the new data; the rest is written at the end.
-var indexEvery = 1 << 17
-
-// writeIndex uploads entries as an index object (not in a dry run),
-// counting its bytes as uploaded.
-func (u *uploader) writeIndex(ctx context.Context, entries []index.Entry) error {
-	if u.dry || len(entries) == 0 {
-		return nil
-	}
-	_, n, err := u.r.writeIndex(ctx, entries)
-	if err != nil {
-		return err
-	}
-	u.mu.Lock()
-	u.uploaded += int64(n)
-	u.mu.Unlock()
-	return nil
-}
-
-// fail records the push's first upload error and stops the push.
-func (u *uploader) fail(err error) {
-	u.mu.Lock()
-	if u.err == nil {
-		u.err = err
-	}
-	u.mu.Unlock()
-	u.cancel(err)
-}
-
-// wait closes the queue and waits for the uploads; it returns the first
-// upload error.
-func (u *uploader) wait() error {
-	close(u.ch)
-	u.wg.Wait()
-	return u.err
-}
-
-// batchBytes bounds the chunk bytes of one compression batch: large
-// enough that handing batches between goroutines costs little against
-// compressing them, small enough to keep all workers busy.
-const batchBytes = 512 << 10
-
-// blobBatch is a run of new chunks, in stream order, compressed by one
-// worker: each chunk is its own zstd frame (or stored raw), so that every
-// blob stays independently decodable at its offset in the pack.
-type blobBatch struct {
-	raw    []byte // the chunks' bytes, one after another
-	chunks []batchChunk
-	out    []byte // the stored blobs, one after another
-	done   chan struct{}
-}
-
-type batchChunk struct {
-	hash   ID
-	raw    uint32
-	stored uint32
-	typ    uint8
-}
-
-func (b *blobBatch) add(h ID, data []byte) {
-	b.chunks = append(b.chunks, batchChunk{hash: h, raw: uint32(len(data))})
-	b.raw = append(b.raw, data...)
-}
-
-// compress fills out with every chunk's blob.
-func (b *blobBatch) compress(enc *zstd.Encoder) {
-	b.out = b.out[:0]
-	raw := b.raw
-	for i := range b.chunks {
-		c := &b.chunks[i]
-		data := raw[:c.raw]
-		raw = raw[c.raw:]
-		n := len(b.out)
-		b.out = enc.EncodeAll(data, b.out)
-		if len(b.out)-n < len(data) {
-			c.typ = pack.BlobZstd
-		} else {
-			b.out = append(b.out[:n], data...)
-			c.typ = pack.BlobRaw
-		}
-		c.stored = uint32(len(b.out) - n)
-	}
-}
-
-// compressPool compresses batches with one goroutine per CPU and packs
-// their blobs, in submission order, into packs for the uploader.
-type compressPool struct {
-	ctx      context.Context
-	up       *uploader
-	packSize int
-	free     chan *blobBatch // batches ready to be filled
-	work     chan *blobBatch // to the workers
-	order    chan *blobBatch // to the packer, in submission order
-	workers  sync.WaitGroup
-	packed   chan error // the packer's result
-	flush    bool       // send the last, partial pack (set by close)
-}
-
-func newCompressPool(ctx context.Context, packSize int, level CompressionLevel, up *uploader) *compressPool {
-	enc := blobEncoder(level)
-	n := runtime.GOMAXPROCS(0)
-	batches := 2*n + 2
-	p := &compressPool{ctx: ctx, up: up, packSize: packSize,
-		free:   make(chan *blobBatch, batches),
-		work:   make(chan *blobBatch, batches),
-		order:  make(chan *blobBatch, batches),
-		packed: make(chan error, 1)}
-	for range batches {
-		p.free <- &blobBatch{done: make(chan struct{}, 1)}
-	}
-	for range n {
-		p.workers.Add(1)
-		go func() {
-			defer p.workers.Done()
-			for b := range p.work {
-				if ctx.Err() == nil {
-					b.compress(enc)
-				}
-				b.done <- struct{}{}
-			}
-		}()
-	}
-	go p.pack()
-	return p
-}
-
-// get returns an empty batch, waiting for one while all are in flight.
-func (p *compressPool) get() (*blobBatch, error) {
-	if p.ctx.Err() != nil {
-		return nil, context.Cause(p.ctx)
-	}
-	select {
-	case b := <-p.free:
-		b.raw, b.chunks = b.raw[:0], b.chunks[:0]
-		return b, nil
-	case <-p.ctx.Done():
-		return nil, context.Cause(p.ctx)
-	}
-}
-
-// submit queues a filled batch; it never blocks (only len(free) batches
-// exist).
-func (p *compressPool) submit(b *blobBatch) {
-	p.order <- b
-	p.work <- b
-}
-
-// pack adds the blobs of every batch, in order, to packs and sends the
-// full ones (and, at the end, the last one) to the uploader.
-func (p *compressPool) pack() {
-	var err error
-	var pk pack.Builder
-	for b := range p.order {
-		<-b.done
-		if err == nil && p.ctx.Err() != nil {
-			err = context.Cause(p.ctx)
-		}
-		if err == nil {
-			out := b.out
-			for _, c := range b.chunks {
-				if !pk.HasBuffer() {
-					pk.SetBuffer(p.up.buffer())
-				}
-				pk.Add(c.hash, int(c.raw), c.typ, out[:c.stored])
-				out = out[c.stored:]
-				if pk.Len() >= p.packSize {
-					if err = p.up.send(&pk); err != nil {
-						break
-					}
-				}
-			}
-		}
-		p.free <- b
-	}
-	if err == nil && p.flush && pk.Len() > 0 { // flush is set before order is closed
-		err = p.up.send(&pk)
-	}
-	p.packed <- err
-}
-
-// close waits for every submitted batch to be packed and, with flush,
-// the last pack to be handed to the uploader.
-func (p *compressPool) close(flush bool) error {
-	p.flush = flush
-	close(p.work)
-	close(p.order)
-	err := <-p.packed
-	p.workers.Wait()
-	return err
 }
 
 // Sizes of the buffered pipe between the optimizer and the chunker.
