@@ -1,0 +1,233 @@
+// Package chunkcache reads the optimized archives of a repository's
+// backups by ranges for `vmasync mount` and `pull --disk`: chunks are
+// fetched through remote.ArchiveReader (one ranged read each, checked
+// against its SHA-256), several at once, each at most once at a time, and
+// kept in one bounded cache shared by every backup and keyed by the
+// chunk's hash (two backups of a VM share most of their chunks).
+package chunkcache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote"
+)
+
+// Cache holds recently read chunks of any backup, at most Max bytes.
+type Cache struct {
+	max int64
+	// Fetch is how many chunks a read or a read-ahead fetches at once.
+	Fetch int
+	// Log, if set, is told about every chunk that could not be read.
+	Log func(msg string)
+
+	mu       sync.Mutex
+	lru      *list.List // of *entry, most recent first
+	entries  map[[32]byte]*list.Element
+	held     int64
+	inflight map[[32]byte]*call
+
+	fetched atomic.Int64 // stored bytes read from the remote
+	hits    atomic.Int64
+	misses  atomic.Int64
+}
+
+type entry struct {
+	key  [32]byte
+	data []byte
+}
+
+type call struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// New returns a cache of at most maxBytes of chunk data.
+func New(maxBytes int64) *Cache {
+	return &Cache{max: maxBytes, Fetch: 8, lru: list.New(), entries: map[[32]byte]*list.Element{}, inflight: map[[32]byte]*call{}}
+}
+
+// Fetched is how many bytes were read from the remote (stored,
+// compressed) for the chunks.
+func (c *Cache) Fetched() int64 { return c.fetched.Load() }
+
+// Stats returns the cache hits and misses so far.
+func (c *Cache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
+
+// Archive is one backup's archive read through the cache.
+type Archive struct {
+	c *Cache
+	r *remote.Repository
+	a *remote.ArchiveReader
+	m *chunkplan.Manifest
+	// Name names the backup in log lines.
+	Name string
+}
+
+// Open returns backup m's archive read through c. The repository's index
+// must be loaded.
+func (c *Cache) Open(r *remote.Repository, m *chunkplan.Manifest, name string) (*Archive, error) {
+	a, err := r.OpenArchive(m, 0) // the shared cache is ours
+	if err != nil {
+		return nil, err
+	}
+	return &Archive{c: c, r: r, a: a, m: m, Name: name}, nil
+}
+
+// Size is the archive's size.
+func (x *Archive) Size() int64 { return x.a.Size() }
+
+// Fetched is how many bytes this archive read from the remote.
+func (x *Archive) Fetched() int64 { return x.a.Fetched() }
+
+// chunk returns chunk i, from the cache, from a fetch in progress, or
+// from the remote.
+func (x *Archive) chunk(ctx context.Context, i int) ([]byte, error) {
+	c := x.c
+	key := x.m.Chunks[i].Hash
+	for {
+		c.mu.Lock()
+		if e, ok := c.entries[key]; ok {
+			c.lru.MoveToFront(e)
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return e.Value.(*entry).data, nil
+		}
+		if cl, ok := c.inflight[key]; ok {
+			c.mu.Unlock()
+			select {
+			case <-cl.done:
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+			if cl.err != nil && (errors.Is(cl.err, context.Canceled) || errors.Is(cl.err, context.DeadlineExceeded)) && ctx.Err() == nil {
+				continue // the fetching caller gave up; try ourselves
+			}
+			return cl.data, cl.err
+		}
+		cl := &call{done: make(chan struct{})}
+		c.inflight[key] = cl
+		c.mu.Unlock()
+		c.misses.Add(1)
+
+		cl.data, cl.err = x.a.Chunk(ctx, i)
+		if loc, ok := x.r.Lookup(remote.ID(key)); ok && cl.err == nil {
+			c.fetched.Add(int64(loc.Stored))
+		}
+		if cl.err != nil && ctx.Err() == nil && c.Log != nil {
+			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, x.start(i), x.start(i)+int64(x.m.Chunks[i].Length), cl.err))
+		}
+		c.mu.Lock()
+		delete(c.inflight, key)
+		if cl.err == nil {
+			c.add(key, cl.data)
+		}
+		c.mu.Unlock()
+		close(cl.done)
+		return cl.data, cl.err
+	}
+}
+
+func (x *Archive) start(i int) int64 {
+	var s int64
+	for j := range i {
+		s += int64(x.m.Chunks[j].Length)
+	}
+	return s
+}
+
+// add caches data under key. Called with mu held.
+func (c *Cache) add(key [32]byte, data []byte) {
+	if c.max <= 0 {
+		return
+	}
+	if _, ok := c.entries[key]; ok {
+		return
+	}
+	c.entries[key] = c.lru.PushFront(&entry{key, data})
+	c.held += int64(len(data))
+	for c.held > c.max && c.lru.Len() > 1 {
+		e := c.lru.Back()
+		en := e.Value.(*entry)
+		c.lru.Remove(e)
+		delete(c.entries, en.key)
+		c.held -= int64(len(en.data))
+	}
+}
+
+// ReadAtContext reads len(p) archive bytes at off; the chunks that cover
+// them are fetched several at once. A chunk that cannot be read or does
+// not match its hash fails the read (the error names the chunk).
+func (x *Archive) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("negative offset %d", off)
+	}
+	if off >= x.Size() {
+		return 0, io.EOF
+	}
+	want := min(int64(len(p)), x.Size()-off)
+	first, start := x.a.ChunkAt(off)
+	last, _ := x.a.ChunkAt(off + want - 1)
+	chunks := make([][]byte, last-first+1)
+	if len(chunks) == 1 {
+		d, err := x.chunk(ctx, first)
+		if err != nil {
+			return 0, err
+		}
+		chunks[0] = d
+	} else {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(max(x.c.Fetch, 1))
+		for i := first; i <= last; i++ {
+			g.Go(func() error {
+				d, err := x.chunk(gctx, i)
+				chunks[i-first] = d
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	pos := off - start
+	for _, d := range chunks {
+		k := copy(p[n:want], d[pos:])
+		n += k
+		pos = 0
+	}
+	if want < int64(len(p)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Prefetch fetches the chunks covering archive bytes [off, off+n) into
+// the cache, several at once, and returns when they are there (or on the
+// first error, which a later read reports).
+func (x *Archive) Prefetch(ctx context.Context, off, n int64) {
+	if off >= x.Size() || n <= 0 {
+		return
+	}
+	n = min(n, x.Size()-off)
+	first, _ := x.a.ChunkAt(off)
+	last, _ := x.a.ChunkAt(off + n - 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(x.c.Fetch, 1))
+	for i := first; i <= last; i++ {
+		g.Go(func() error {
+			_, err := x.chunk(gctx, i)
+			return err
+		})
+	}
+	g.Wait()
+}
