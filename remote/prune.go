@@ -207,175 +207,220 @@ func (r *Repository) GC(ctx context.Context, opt GCOptions) (*GCResult, error) {
 	if opt.RepackThreshold <= 0 || opt.RepackThreshold > 1 {
 		opt.RepackThreshold = 0.5
 	}
-	res := &GCResult{}
+	g := &gcRun{r: r, opt: opt, res: &GCResult{}}
 	if !opt.DryRun {
 		n, err := r.removeTemps(ctx)
 		if err != nil {
 			return nil, err
 		}
-		res.TempRemoved = n
+		g.res.TempRemoved = n
 	}
-	if _, err := r.LoadIndex(ctx, !opt.DryRun); err != nil {
+	if err := g.load(ctx); err != nil {
 		return nil, err
 	}
-	used, unreadable, err := r.usedChunks(ctx, opt.Without)
+	if g.res.Skipped != "" {
+		return g.res, nil
+	}
+	g.plan()
+	if err := g.rewrite(ctx); err != nil {
+		return nil, err
+	}
+	g.count()
+	if opt.DryRun || (len(g.gone) == 0 && len(g.indexNames) <= 1 && len(g.badIndex) == 0) {
+		g.res.IndexObjects = len(g.indexNames)
+		return g.res, nil
+	}
+	if err := g.commit(ctx); err != nil {
+		return nil, err
+	}
+	return g.res, nil
+}
+
+// gcRun is one garbage collection's state, from what it reads to what it
+// writes and deletes.
+type gcRun struct {
+	r   *Repository
+	opt GCOptions
+	res *GCResult
+
+	used       map[ID]bool   // chunks a kept backup references
+	all        []index.Entry // every entry of every readable index object
+	indexNames []string      // the readable index objects
+	badIndex   []string      // damaged index objects: derived data, rebuilt from the packs' headers
+	keep       map[ID]bool   // damaged packs: never deleted or repacked by GC
+
+	use          map[ID]*packUse
+	drop, repack []ID
+	gone         map[ID]bool     // packs to delete at the end
+	moved        map[ID]Location // repacked chunk -> its new place
+	newPacks     map[ID]int64
+}
+
+type packUse struct{ used, total int64 }
+
+// load reads the index, the manifests and every index object; with an
+// unreadable manifest it sets res.Skipped.
+func (g *gcRun) load(ctx context.Context) error {
+	r := g.r
+	if _, err := r.LoadIndex(ctx, !g.opt.DryRun); err != nil {
+		return err
+	}
+	used, unreadable, err := r.usedChunks(ctx, g.opt.Without)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	all, indexNames, err := r.allEntries(ctx)
-	if err != nil {
-		return nil, err
+	g.used = used
+	if g.all, g.indexNames, err = r.allEntries(ctx); err != nil {
+		return err
 	}
-	keep := map[ID]bool{} // damaged packs: never deleted or repacked by GC
-	var badIndex []string // damaged index objects: derived data, rebuilt from the packs' headers
+	g.keep = map[ID]bool{}
 	for _, d := range r.Damage() {
 		switch d.Kind {
 		case "pack":
 			id, _ := parseID(strings.TrimSuffix(path.Base(d.Object), packSuffix))
-			keep[id] = true
-			res.Kept = append(res.Kept, d.Object)
+			g.keep[id] = true
+			g.res.Kept = append(g.res.Kept, d.Object)
 		case "index":
-			badIndex = append(badIndex, d.Object)
+			g.badIndex = append(g.badIndex, d.Object)
 		}
 	}
 	for _, size := range r.packs {
-		res.BytesBefore += size
+		g.res.BytesBefore += size
 	}
-	res.PacksBefore = len(r.packs)
+	g.res.PacksBefore = len(r.packs)
 	if len(unreadable) > 0 {
-		res.Skipped = fmt.Sprintf("the manifest of %s cannot be read, so what it references is unknown (push its dump again, or 'vmasync repair' to set it aside)", strings.Join(unreadable, ", "))
-		res.PacksAfter, res.BytesAfter, res.IndexObjects = res.PacksBefore, res.BytesBefore, len(indexNames)
-		return res, nil
+		g.res.Skipped = fmt.Sprintf("the manifest of %s cannot be read, so what it references is unknown (push its dump again, or 'vmasync repair' to set it aside)", strings.Join(unreadable, ", "))
+		g.res.PacksAfter, g.res.BytesAfter, g.res.IndexObjects = g.res.PacksBefore, g.res.BytesBefore, len(g.indexNames)
 	}
+	return nil
+}
 
-	// For each used chunk keep one location: the one the index holds.
-	type packUse struct{ used, total int64 }
-	use := map[ID]*packUse{}
-	for id := range r.packs {
-		if !keep[id] {
-			use[id] = &packUse{}
+// plan decides which packs go (no used chunk) and which are rewritten
+// (a share of at least RepackThreshold unused), counting for each used
+// chunk the one location the index holds.
+func (g *gcRun) plan() {
+	g.use = map[ID]*packUse{}
+	for id := range g.r.packs {
+		if !g.keep[id] {
+			g.use[id] = &packUse{}
 		}
 	}
-	for _, e := range all {
-		u := use[e.Pack]
+	for _, e := range g.all {
+		u := g.use[e.Pack]
 		if u == nil {
 			continue
 		}
 		u.total += int64(e.Stored)
-		if loc, ok := r.index.Get(e.Hash); ok && used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
+		if loc, ok := g.r.index.Get(e.Hash); ok && g.used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
 			u.used += int64(e.Stored)
 		}
 	}
-	var drop, repack []ID
-	for id, u := range use {
+	g.gone = map[ID]bool{}
+	for id, u := range g.use {
 		switch {
 		case u.used == 0 && u.total > 0:
-			drop = append(drop, id)
+			g.drop = append(g.drop, id)
+			g.gone[id] = true
 		case u.used == 0:
 			// Listed but in no index and no readable header: LoadIndex
 			// reported it as damaged; never deleted unproven.
-		case float64(u.total-u.used) >= opt.RepackThreshold*float64(u.total):
-			repack = append(repack, id)
+		case float64(u.total-u.used) >= g.opt.RepackThreshold*float64(u.total):
+			g.repack = append(g.repack, id)
+			g.gone[id] = true
 		}
 	}
-	slices.SortFunc(repack, func(a, b ID) int { return index.Compare(&a, &b) })
-	gone := map[ID]bool{}
-	for _, id := range drop {
-		gone[id] = true
-	}
-	for _, id := range repack {
-		gone[id] = true
-	}
+	slices.SortFunc(g.repack, func(a, b ID) int { return index.Compare(&a, &b) })
+}
 
-	moved := map[ID]Location{} // repacked chunk -> its new place
-	var newPacks map[ID]int64
-	if len(repack) > 0 && opt.DryRun {
-		var usedBytes int64
-		for _, id := range repack {
-			usedBytes += use[id].used
-		}
-		res.BytesAfter += usedBytes
-		res.PacksAfter += int((usedBytes + int64(r.Config.PackSize) - 1) / int64(r.Config.PackSize))
-	} else if len(repack) > 0 {
-		var failed []ID
-		newPacks, failed, err = r.repack(ctx, repack, used, moved)
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range failed {
-			delete(gone, id) // unreadable: kept, reported
-			res.Kept = append(res.Kept, packName(id))
-		}
-		for id, size := range newPacks {
-			delete(gone, id) // a new pack never has the name of one GC deletes
-			res.BytesAfter += size
-		}
+// rewrite repacks the packs to rewrite (in a dry run, estimates what that
+// would leave).
+func (g *gcRun) rewrite(ctx context.Context) error {
+	g.moved = map[ID]Location{}
+	if len(g.repack) == 0 {
+		return nil
 	}
-	for id := range gone {
-		if slices.Contains(drop, id) {
+	if g.opt.DryRun {
+		var usedBytes int64
+		for _, id := range g.repack {
+			usedBytes += g.use[id].used
+		}
+		g.res.BytesAfter += usedBytes
+		g.res.PacksAfter += int((usedBytes + int64(g.r.Config.PackSize) - 1) / int64(g.r.Config.PackSize))
+		return nil
+	}
+	newPacks, failed, err := g.r.repack(ctx, g.repack, g.used, g.moved)
+	if err != nil {
+		return err
+	}
+	g.newPacks = newPacks
+	for _, id := range failed {
+		delete(g.gone, id) // unreadable: kept, reported
+		g.res.Kept = append(g.res.Kept, packName(id))
+	}
+	for id, size := range newPacks {
+		delete(g.gone, id) // a new pack never has the name of one GC deletes
+		g.res.BytesAfter += size
+	}
+	return nil
+}
+
+// count fills the result's figures.
+func (g *gcRun) count() {
+	res := g.res
+	for id := range g.gone {
+		if slices.Contains(g.drop, id) {
 			res.Deleted++
 		} else {
 			res.Repacked++
 		}
 	}
-	for id, size := range r.packs {
-		if !gone[id] && newPacks[id] == 0 {
+	for id, size := range g.r.packs {
+		if !g.gone[id] && g.newPacks[id] == 0 {
 			res.BytesAfter += size
 		}
 	}
-	res.PacksAfter += len(r.packs) - len(gone) + len(newPacks)
-	for id := range newPacks {
-		if _, ok := r.packs[id]; ok {
+	res.PacksAfter += len(g.r.packs) - len(g.gone) + len(g.newPacks)
+	for id := range g.newPacks {
+		if _, ok := g.r.packs[id]; ok {
 			res.PacksAfter--
 		}
 	}
-	if opt.DryRun || (len(gone) == 0 && len(indexNames) <= 1 && len(badIndex) == 0) {
-		res.IndexObjects = len(indexNames)
-		return res, nil
-	}
+}
 
-	// The new index: every used chunk where it now is.
+// commit writes the new index (every used chunk where it now is), checks
+// it, then deletes the old index objects (the damaged ones too: LoadIndex
+// indexed every pack they could describe again from its header), then
+// the packs that go.
+func (g *gcRun) commit(ctx context.Context) error {
+	r := g.r
 	var live []index.Entry
-	for h := range used {
-		if loc, ok := moved[h]; ok {
+	for h := range g.used {
+		if loc, ok := g.moved[h]; ok {
 			live = append(live, index.Entry{Hash: h, Location: loc})
-		} else if loc, ok := r.index.Get(h); ok && !gone[loc.Pack] {
+		} else if loc, ok := r.index.Get(h); ok && !g.gone[loc.Pack] {
 			live = append(live, index.Entry{Hash: h, Location: loc})
 		}
 	}
 	slices.SortFunc(live, func(a, b index.Entry) int { return index.Compare(&a.Hash, &b.Hash) })
-	written := map[string]bool{}
-	for len(live) > 0 {
-		part := live[:min(len(live), indexEvery)]
-		live = live[len(part):]
-		id, size, err := r.writeIndex(ctx, part)
-		if err != nil {
-			return nil, err
-		}
-		if err := r.verifySize(ctx, indexName(id), int64(size)); err != nil {
-			return nil, err
-		}
-		written[indexName(id)] = true
-		res.IndexObjects++
+	written, err := r.writeIndexChecked(ctx, live)
+	if err != nil {
+		return err
 	}
-	// The old index objects, the damaged ones too: LoadIndex indexed
-	// every pack they could describe again from its header.
-	for _, n := range append(indexNames, badIndex...) {
+	g.res.IndexObjects = len(written)
+	for _, n := range append(g.indexNames, g.badIndex...) {
 		if !written[n] {
 			if err := r.B.Remove(ctx, n); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	for id := range gone {
+	for id := range g.gone {
 		if err := r.B.Remove(ctx, packName(id)); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if _, err := r.LoadIndex(ctx, false); err != nil {
-		return nil, err
-	}
-	return res, nil
+	_, err = r.LoadIndex(ctx, false)
+	return err
 }
 
 // usedChunks returns the chunks that the backups (but those in without)

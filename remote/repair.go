@@ -118,20 +118,11 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 			return nil, err
 		}
 	}
-	written := map[string]bool{}
-	for len(entries) > 0 {
-		part := entries[:min(len(entries), indexEvery)]
-		entries = entries[len(part):]
-		id, size, err := r.writeIndex(ctx, part)
-		if err != nil {
-			return nil, err
-		}
-		if err := r.verifySize(ctx, indexName(id), int64(size)); err != nil {
-			return nil, err
-		}
-		written[indexName(id)] = true
-		res.IndexWritten++
+	written, err := r.writeIndexChecked(ctx, entries)
+	if err != nil {
+		return nil, err
 	}
+	res.IndexWritten = len(written)
 	for _, n := range indexNames {
 		if written[n] {
 			continue

@@ -396,6 +396,27 @@ func (r *Repository) writeIndexParts(ctx context.Context, entries []index.Entry)
 	return n, nil
 }
 
+// writeIndexChecked writes entries as index objects of at most
+// indexEvery entries and checks each is stored whole (listed with its
+// size) before the caller deletes what they replace. It returns the names
+// written.
+func (r *Repository) writeIndexChecked(ctx context.Context, entries []index.Entry) (map[string]bool, error) {
+	written := map[string]bool{}
+	for len(entries) > 0 {
+		part := entries[:min(len(entries), indexEvery)]
+		entries = entries[len(part):]
+		id, size, err := r.writeIndex(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.verifySize(ctx, indexName(id), int64(size)); err != nil {
+			return nil, err
+		}
+		written[indexName(id)] = true
+	}
+	return written, nil
+}
+
 // Lookup returns where chunk h is stored.
 func (r *Repository) Lookup(h ID) (Location, bool) {
 	r.mu.Lock()
