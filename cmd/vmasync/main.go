@@ -196,7 +196,7 @@ func init() {
 
 func newApp(e *env) *cli.App {
 	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e),
-		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), checkCommand(e), pruneCommand(e), repairCommand(e), unlockCommand(e),
+		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), mountCommand(e), checkCommand(e), pruneCommand(e), repairCommand(e), unlockCommand(e),
 		configCommand(e), obscureCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
@@ -232,7 +232,7 @@ func newApp(e *env) *cli.App {
 			if cCtx.Args().Present() {
 				return usageError("", "unknown command %q", cCtx.Args().First())
 			}
-			return usageError("", "no command given; commands: push, pull, snapshots, check, prune, unlock, init, info, verify, optimize, unpack, pack, report, manifest, config, obscure")
+			return usageError("", "no command given; commands: push, pull, mount, snapshots, check, prune, unlock, init, info, verify, optimize, unpack, pack, report, manifest, config, obscure")
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -34,6 +35,8 @@ type Cache struct {
 	entries  map[[32]byte]*list.Element
 	held     int64
 	inflight map[[32]byte]*call
+
+	logged map[[32]byte]time.Time // when a bad chunk was last logged
 
 	fetched atomic.Int64 // stored bytes read from the remote
 	hits    atomic.Int64
@@ -123,7 +126,7 @@ func (x *Archive) chunk(ctx context.Context, i int) ([]byte, error) {
 		if loc, ok := x.r.Lookup(remote.ID(key)); ok && cl.err == nil {
 			c.fetched.Add(int64(loc.Stored))
 		}
-		if cl.err != nil && ctx.Err() == nil && c.Log != nil {
+		if cl.err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(key) {
 			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, x.start(i), x.start(i)+int64(x.m.Chunks[i].Length), cl.err))
 		}
 		c.mu.Lock()
@@ -143,6 +146,21 @@ func (x *Archive) start(i int) int64 {
 		s += int64(x.m.Chunks[j].Length)
 	}
 	return s
+}
+
+// firstLog reports whether a failure of chunk key should be logged: not
+// again within a minute (the kernel retries a failed read page by page).
+func (c *Cache) firstLog(key [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logged == nil {
+		c.logged = map[[32]byte]time.Time{}
+	}
+	if t, ok := c.logged[key]; ok && time.Since(t) < time.Minute {
+		return false
+	}
+	c.logged[key] = time.Now()
+	return true
 }
 
 // add caches data under key. Called with mu held.

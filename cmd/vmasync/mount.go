@@ -1,0 +1,431 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	rfs "github.com/rclone/rclone/fs"
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmasync/vmasync/internal/chunkcache"
+	"github.com/vmasync/vmasync/internal/vmalayout"
+	"github.com/vmasync/vmasync/remote"
+	"github.com/vmasync/vmasync/vma"
+)
+
+func mountCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "mount",
+		Usage:     "mount the backups on a remote read-only (FUSE): every disk as a raw image, read on demand",
+		UsageText: "vmasync mount [--vmid ID]... [--cache-size SIZE] [--allow-other] [rclone options] REMOTE MOUNTPOINT",
+		Description: "mount shows the backups on REMOTE as a read-only file system at MOUNTPOINT:\n" +
+			"one directory per VM, one per backup named by its vzdump time stamp\n" +
+			"(105/2026_11_21-01_00_02/), holding each disk as disk-<name>.raw (the bytes\n" +
+			"'vmasync unpack' writes, of the disk's size), the configs (qemu-server.conf,\n" +
+			"qemu-server.fw) and the .log and .notes pushed with the backup. A read fetches\n" +
+			"only the chunks that cover it, checks each against its SHA-256 and keeps it in\n" +
+			"a cache of --cache-size bytes shared by all backups; blocks of zeros are served\n" +
+			"without fetching anything; sequential reads are read ahead. A chunk that cannot\n" +
+			"be read or is damaged fails that read with EIO and a line naming the chunk,\n" +
+			"never with wrong bytes. To restore one file, attach a disk read-only and mount\n" +
+			"its partition:\n" +
+			"  losetup -r -P --show -f MOUNTPOINT/105/2026_11_21-01_00_02/disk-drive-scsi0.raw\n" +
+			"  mount -o ro /dev/loop0p1 /mnt/restore\n" +
+			"mount runs in the foreground holding a shared repository lock (prune waits);\n" +
+			"Ctrl-C, SIGTERM or 'umount MOUNTPOINT' unmounts. Backups pushed meanwhile\n" +
+			"appear at the next mount. Needs /dev/fuse (root, or fusermount3 from the\n" +
+			"fuse3 package).",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "vmid", Usage: "only the backups of VM `ID` (repeatable)"},
+			&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "keep up to `SIZE` of chunks in memory (256M, 1G)"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users than the one mounting read the files (FUSE allow_other)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+		},
+		Action: func(cCtx *cli.Context) error {
+			o, err := globalOpts(cCtx)
+			if err != nil {
+				return err
+			}
+			args, err := checkArgs(cCtx, 2, 2)
+			if err != nil {
+				return err
+			}
+			var size rfs.SizeSuffix
+			if err := size.Set(cCtx.String("cache-size")); err != nil || size < 0 {
+				return usageError("mount", "--cache-size %q: want a size such as 256M or 1G", cCtx.String("cache-size"))
+			}
+			mnt := args[1]
+			if st, err := os.Stat(mnt); err != nil {
+				return &fileError{mnt, err}
+			} else if !st.IsDir() {
+				return &fileError{mnt, errors.New("not a directory")}
+			}
+			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			if err != nil {
+				return err
+			}
+			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			backups, err := r.Backups(ctx)
+			if err != nil {
+				return err
+			}
+			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
+				var sel []remote.Backup
+				for _, b := range backups {
+					for _, id := range ids {
+						if b.VMID == id {
+							sel = append(sel, b)
+						}
+					}
+				}
+				if len(sel) == 0 {
+					return fmt.Errorf("no backup of VM %s on the remote", strings.Join(ids, ", "))
+				}
+				backups = sel
+			}
+			if _, err := r.LoadIndex(ctx, false); err != nil {
+				return err
+			}
+			var logMu sync.Mutex
+			logf := func(format string, args ...any) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				fmt.Fprintf(e.stderr, "vmasync: "+format+"\n", args...)
+			}
+			cache := chunkcache.New(int64(size))
+			cache.Fetch = cCtx.Int("transfers")
+			cache.Log = func(msg string) { logf("%s", msg) }
+			m := &mounter{ctx: ctx, r: r, cache: cache, logf: logf}
+			root := &mountRoot{m: m, backups: backups}
+			ttl := time.Hour // nothing changes while mounted
+			mo := fuse.MountOptions{
+				FsName: "vmasync", Name: "vmasync", Options: []string{"ro"},
+				DirectMount: true, MaxReadAhead: 1 << 20, AllowOther: cCtx.Bool("allow-other"),
+			}
+			srv, err := fs.Mount(mnt, root, &fs.Options{MountOptions: mo, EntryTimeout: &ttl, AttrTimeout: &ttl})
+			if err != nil {
+				return &fileError{mnt, fmt.Errorf("mounting: %w (is /dev/fuse there, and are you root or is fusermount3 installed?)", err)}
+			}
+			vms := map[string]bool{}
+			for _, b := range backups {
+				vms[b.VMID] = true
+			}
+			if !o.quiet {
+				fmt.Fprintf(e.stderr, "mounted %s of %s at %s (read-only); Ctrl-C or 'umount %s' unmounts\n",
+					count(len(backups), "backup", "backups"), count(len(vms), "VM", "VMs"), mnt, mnt)
+			}
+			served := make(chan struct{})
+			go func() { srv.Wait(); close(served) }()
+			select {
+			case <-served: // umount from outside
+			case <-ctx.Done():
+				for i := 0; ; i++ {
+					err := srv.Unmount()
+					if err == nil {
+						break
+					}
+					if i == 0 {
+						logf("%s: %v; still in use? close the files and detach loop devices (losetup -d); retrying (a second Ctrl-C stops without unmounting)", mnt, err)
+					}
+					select {
+					case <-served:
+					case <-time.After(time.Second):
+						continue
+					}
+					break
+				}
+				<-served
+			}
+			if !o.quiet {
+				hits, misses := cache.Stats()
+				fmt.Fprintf(e.stderr, "unmounted %s (%s fetched, %d chunk reads from the cache, %d from the remote)\n", mnt, humanBytes(uint64(cache.Fetched())), hits, misses)
+			}
+			if ctx.Err() != nil && e.ctx.Err() == nil {
+				return fmt.Errorf("unmounted %s: %w", mnt, context.Cause(ctx)) // the lock was lost
+			}
+			return nil
+		},
+	})
+}
+
+// mounter is what the nodes of one mount share.
+type mounter struct {
+	ctx   context.Context // the command's: read-ahead runs under it
+	r     *remote.Repository
+	cache *chunkcache.Cache
+	logf  func(format string, args ...any)
+}
+
+// mountRoot is the mount's root: a directory per VM.
+type mountRoot struct {
+	fs.Inode
+	m       *mounter
+	backups []remote.Backup
+}
+
+var _ = (fs.NodeOnAdder)((*mountRoot)(nil))
+
+func (root *mountRoot) OnAdd(ctx context.Context) {
+	dirs := map[string]*fs.Inode{}
+	for _, b := range root.backups {
+		vm := dirs[b.VMID]
+		if vm == nil {
+			vm = root.NewPersistentInode(ctx, &staticDir{mtime: b.Time}, fs.StableAttr{Mode: syscall.S_IFDIR})
+			root.AddChild(b.VMID, vm, false)
+			dirs[b.VMID] = vm
+		}
+		vm.Operations().(*staticDir).mtime = b.Time // the newest
+		bd := vm.NewPersistentInode(ctx, &backupDir{m: root.m, b: b}, fs.StableAttr{Mode: syscall.S_IFDIR})
+		vm.AddChild(b.Stamp, bd, false)
+	}
+}
+
+// staticDir is a read-only directory whose children are added up front.
+type staticDir struct {
+	fs.Inode
+	mtime time.Time
+}
+
+var _ = (fs.NodeGetattrer)((*staticDir)(nil))
+
+func (d *staticDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.SetTimes(nil, &d.mtime, &d.mtime)
+	return 0
+}
+
+// backupDir is one backup: its files are known once its header has been
+// read, on the first lookup or listing.
+type backupDir struct {
+	fs.Inode
+	m *mounter
+	b remote.Backup
+
+	mu     sync.Mutex
+	loaded bool
+}
+
+var (
+	_ = (fs.NodeGetattrer)((*backupDir)(nil))
+	_ = (fs.NodeLookuper)((*backupDir)(nil))
+	_ = (fs.NodeReaddirer)((*backupDir)(nil))
+)
+
+func (d *backupDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.SetTimes(nil, &d.b.Time, &d.b.Time)
+	return 0
+}
+
+// load reads the backup's manifest, archive header and sidecars and adds
+// its files. A failure is logged and tried again on the next access.
+func (d *backupDir) load(ctx context.Context) syscall.Errno {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loaded {
+		return 0
+	}
+	if err := d.add(ctx); err != nil {
+		if ctx.Err() == nil {
+			d.m.logf("backup %s: %v", d.b.Name, err)
+		}
+		return syscall.EIO
+	}
+	d.loaded = true
+	return 0
+}
+
+func (d *backupDir) add(ctx context.Context) error {
+	m, err := d.m.r.Manifest(ctx, d.b)
+	if err != nil {
+		return err
+	}
+	x, err := d.m.cache.Open(d.m.r, m, d.b.Name)
+	if err != nil {
+		return err
+	}
+	l, err := vmalayout.Open(ctx, x, x.Size())
+	if err != nil {
+		return err
+	}
+	files := map[string]fs.InodeEmbedder{}
+	claim := func(name, what string, node fs.InodeEmbedder) {
+		if err := vma.CheckName(name); err != nil {
+			d.m.logf("backup %s: not showing %s: %v", d.b.Name, what, err)
+			return
+		}
+		if _, dup := files[name]; dup {
+			d.m.logf("backup %s: not showing %s: the name %q is taken", d.b.Name, what, name)
+			return
+		}
+		files[name] = node
+	}
+	t := d.b.Time
+	for _, c := range l.Header().Configs {
+		claim(c.Name, fmt.Sprintf("config %q", c.Name), &fs.MemRegularFile{Data: c.Data, Attr: fuse.Attr{Mode: 0o444, Mtime: uint64(t.Unix())}})
+	}
+	for _, dev := range l.Header().Devices {
+		if err := vma.CheckName(dev.Name); err != nil {
+			d.m.logf("backup %s: not showing device %q: %v", d.b.Name, dev.Name, err)
+			continue
+		}
+		claim(diskFileName(dev), fmt.Sprintf("disk %q", dev.Name), &diskFile{m: d.m, x: x, l: l, dev: dev, mtime: t})
+	}
+	for _, ext := range []string{".log", ".notes"} {
+		obj, ok := d.b.Sidecars[ext]
+		if !ok {
+			continue
+		}
+		data, err := d.m.r.Object(ctx, obj)
+		if err != nil {
+			return err
+		}
+		claim(d.b.Name+ext, "the "+ext+" file", &fs.MemRegularFile{Data: data, Attr: fuse.Attr{Mode: 0o444, Mtime: uint64(t.Unix())}})
+	}
+	for name, node := range files {
+		d.AddChild(name, d.NewPersistentInode(ctx, node, fs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
+	return nil
+}
+
+func (d *backupDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := d.load(ctx); errno != 0 {
+		return nil, errno
+	}
+	ch := d.GetChild(name)
+	if ch == nil {
+		return nil, syscall.ENOENT
+	}
+	if ga, ok := ch.Operations().(fs.NodeGetattrer); ok {
+		var a fuse.AttrOut
+		if errno := ga.Getattr(ctx, nil, &a); errno == 0 {
+			out.Attr = a.Attr
+		}
+	}
+	return ch, 0
+}
+
+func (d *backupDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	if errno := d.load(ctx); errno != 0 {
+		return nil, errno
+	}
+	var list []fuse.DirEntry
+	for name, ch := range d.Children() {
+		list = append(list, fuse.DirEntry{Name: name, Mode: ch.Mode(), Ino: ch.StableAttr().Ino})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	return fs.NewListDirStream(list), 0
+}
+
+// diskFile is a disk's raw image, read from the archive on demand.
+type diskFile struct {
+	fs.Inode
+	m     *mounter
+	x     *chunkcache.Archive
+	l     *vmalayout.Layout
+	dev   vma.Device
+	mtime time.Time
+}
+
+var (
+	_ = (fs.NodeGetattrer)((*diskFile)(nil))
+	_ = (fs.NodeOpener)((*diskFile)(nil))
+	_ = (fs.NodeReader)((*diskFile)(nil))
+)
+
+func (f *diskFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	out.Size = f.dev.Size
+	out.Blocks = (f.dev.Size + 511) / 512
+	out.SetTimes(nil, &f.mtime, &f.mtime)
+	return 0
+}
+
+// diskHandle is an open disk file: it notices sequential reads.
+type diskHandle struct {
+	next    atomic.Int64 // where a sequential read would start
+	ahead   atomic.Int64 // read ahead up to here
+	window  atomic.Int64
+	running atomic.Bool
+}
+
+func (f *diskFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	h := &diskHandle{}
+	h.next.Store(-1)
+	return h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read-ahead on sequential access: the window doubles from 1 MiB up to
+// 16 MiB while the reads stay sequential.
+const (
+	readAheadMin = 1 << 20
+	readAheadMax = 16 << 20
+)
+
+func (f *diskFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.l.ReadDisk(ctx, f.dev.ID, dest, off)
+	if err != nil && err != io.EOF {
+		if ctx.Err() == nil && !errors.Is(err, remote.ErrCorruptObject) {
+			// Damaged chunks are logged by the cache, by name.
+			f.m.logf("%s: reading bytes %d-%d: %v", f.dev.Name, off, off+int64(len(dest)), err)
+		}
+		return nil, syscall.EIO
+	}
+	if h, ok := fh.(*diskHandle); ok {
+		f.readAhead(h, off, int64(n))
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readAhead fetches, in the background, the chunks of the disk bytes
+// after a sequential read.
+func (f *diskFile) readAhead(h *diskHandle, off, n int64) {
+	seq := h.next.Swap(off+n) == off
+	if !seq {
+		h.window.Store(0)
+		return
+	}
+	w := h.window.Load()
+	w = min(max(2*w, readAheadMin), readAheadMax)
+	h.window.Store(w)
+	from := max(off+n, h.ahead.Load())
+	to := min(off+n+w, int64(f.dev.Size))
+	if from >= to || to-from < w/2 || !h.running.CompareAndSwap(false, true) {
+		return
+	}
+	h.ahead.Store(to)
+	go func() {
+		defer h.running.Store(false)
+		lo, hi := int64(-1), int64(-1)
+		f.l.Map(f.m.ctx, f.dev.ID, from, to-from, func(e vmalayout.Extent) error {
+			if e.Archive >= 0 {
+				if lo < 0 {
+					lo = e.Archive
+				}
+				hi = e.Archive + e.Len
+			}
+			return nil
+		})
+		if lo >= 0 {
+			f.x.Prefetch(f.m.ctx, lo, min(hi-lo, 2*(to-from)))
+		}
+	}()
+}
