@@ -51,7 +51,6 @@ func optimizeCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			verbose := o.verbose
 			if c := cCtx.String("compress"); c != "" && c != "zstd" {
 				return usageError("optimize", "--compress: unknown algorithm %q (only zstd)", c)
 			}
@@ -94,24 +93,30 @@ func optimizeCommand(e *env) *cli.Command {
 				}
 				return &fileError{displayName(src), err}
 			}
-			w := e.stderr
-			switch {
-			case o.quiet:
-			case res.Skipped:
-				fmt.Fprintf(w, "%s: already optimized, left alone (--force rewrites it)\n", src)
-			case verbose:
-				out := res.Output
-				if out == "-" {
-					out = "stdout"
-				}
-				mode := "stream"
-				if res.TwoPass {
-					mode = "two-pass"
-				}
-				fmt.Fprintf(w, "%s: %s input, %d bytes -> %s: %d bytes (%s; in order before: %v; spilled %d bytes, peak window %d bytes)\n",
-					displayName(src), res.InputFormat, res.InputBytes, out, res.OutputBytes, mode, res.WasInOrder, res.SpilledBytes, res.PeakWindow)
-			}
+			printOptimized(e, o, src, res)
 			return nil
 		},
+	}
+}
+
+// printOptimized says what optimize did: that src was left alone, or with
+// -v the sizes and the method.
+func printOptimized(e *env, o opts, src string, res *vmafile.OptimizeResult) {
+	w := e.stderr
+	switch {
+	case o.quiet:
+	case res.Skipped:
+		fmt.Fprintf(w, "%s: already optimized, left alone (--force rewrites it)\n", src)
+	case o.verbose:
+		out := res.Output
+		if out == "-" {
+			out = "stdout"
+		}
+		mode := "stream"
+		if res.TwoPass {
+			mode = "two-pass"
+		}
+		fmt.Fprintf(w, "%s: %s input, %d bytes -> %s: %d bytes (%s; in order before: %v; spilled %d bytes, peak window %d bytes)\n",
+			displayName(src), res.InputFormat, res.InputBytes, out, res.OutputBytes, mode, res.WasInOrder, res.SpilledBytes, res.PeakWindow)
 	}
 }

@@ -426,58 +426,64 @@ func manifestCommand(e *env) *cli.Command {
 			if err := output.Check(out, output.Options{Force: cCtx.Bool("force")}); err != nil {
 				return err
 			}
-			ai, err := openInput(e, src)
-			if err != nil {
-				return &fileError{displayName(src), err}
-			}
-			defer ai.Close()
-			in := report.Input{Name: filepath.Base(src), R: ai}
-			if src == "-" {
-				in.Name = "stdin"
-			}
-			if ai.Format == decompress.Plain && src != "-" {
-				if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
-					if f2, err := os.Open(src); err == nil {
-						defer f2.Close()
-						in.File = f2
-					}
-				}
-			}
-			p := newProgress(e, o, "manifest "+displayName(src))
-			progress := ai.Track(p.show)
-			if in.File != nil {
-				// The optimizer reads the plain file itself, not through
-				// ai: its count is the position in the file.
-				progress = func(read int64) { p.show(input.Progress{Read: read, Pos: read, Size: ai.Size()}) }
-			}
-			m, err := report.BuildManifest(in, params, report.Options{Window: cCtx.Int64("window"), Context: e.ctx, Progress: progress})
-			p.done()
-			if err != nil {
-				return &fileError{displayName(src), err}
-			}
-			if d, ok := vzdump.ParseName(filepath.Base(src)); ok {
-				m.VMID = d.VMID
-			}
-			f, err := output.Create(e.ctx, out, output.Options{Force: cCtx.Bool("force"), Sync: true})
-			if err != nil {
-				return err
-			}
-			defer f.Abort()
-			n, err := m.WriteTo(f)
-			if err == nil {
-				err = f.Commit()
-			}
-			if err != nil {
-				var oe *output.Error
-				if errors.As(err, &oe) {
-					return err
-				}
-				return &fileError{out, err}
-			}
-			if o.verbose {
-				fmt.Fprintf(e.stderr, "%s: %d chunks of %s (%s), %d bytes\n", out, len(m.Chunks), humanBytes(m.ArchiveSize), paramsText(params), n)
-			}
-			return nil
+			return saveManifest(e, o, src, out, params, cCtx.Int64("window"), cCtx.Bool("force"))
 		},
 	}
+}
+
+// saveManifest builds the chunk manifest of the archive src and writes it
+// to out.
+func saveManifest(e *env, o opts, src, out string, params chunkplan.Params, window int64, force bool) error {
+	ai, err := openInput(e, src)
+	if err != nil {
+		return &fileError{displayName(src), err}
+	}
+	defer ai.Close()
+	in := report.Input{Name: filepath.Base(src), R: ai}
+	if src == "-" {
+		in.Name = "stdin"
+	}
+	if ai.Format == decompress.Plain && src != "-" {
+		if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
+			if f2, err := os.Open(src); err == nil {
+				defer f2.Close()
+				in.File = f2
+			}
+		}
+	}
+	p := newProgress(e, o, "manifest "+displayName(src))
+	progress := ai.Track(p.show)
+	if in.File != nil {
+		// The optimizer reads the plain file itself, not through
+		// ai: its count is the position in the file.
+		progress = func(read int64) { p.show(input.Progress{Read: read, Pos: read, Size: ai.Size()}) }
+	}
+	m, err := report.BuildManifest(in, params, report.Options{Window: window, Context: e.ctx, Progress: progress})
+	p.done()
+	if err != nil {
+		return &fileError{displayName(src), err}
+	}
+	if d, ok := vzdump.ParseName(filepath.Base(src)); ok {
+		m.VMID = d.VMID
+	}
+	f, err := output.Create(e.ctx, out, output.Options{Force: force, Sync: true})
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	n, err := m.WriteTo(f)
+	if err == nil {
+		err = f.Commit()
+	}
+	if err != nil {
+		var oe *output.Error
+		if errors.As(err, &oe) {
+			return err
+		}
+		return &fileError{out, err}
+	}
+	if o.verbose {
+		fmt.Fprintf(e.stderr, "%s: %d chunks of %s (%s), %d bytes\n", out, len(m.Chunks), humanBytes(m.ArchiveSize), paramsText(params), n)
+	}
+	return nil
 }
