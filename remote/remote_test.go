@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/pack"
@@ -70,7 +72,12 @@ func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst
 func optimized(t testing.TB, path string) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	if _, err := vma.OptimizeFile(path, "-", vma.OptimizeFileOptions{Stdout: &out, Force: true}); err != nil {
+	in, err := decompress.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := vma.Optimize(context.Background(), &out, in, vma.OptimizeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return out.Bytes()
@@ -460,7 +467,7 @@ func TestPushWritesIndexInParts(t *testing.T) {
 	os.WriteFile(filepath.Join(img, "qemu-server.conf"), []byte("scsi0: local:111/vm-111-disk-0.raw\n"), 0o644)
 	twice := t.TempDir()
 	out, _ := os.Create(filepath.Join(twice, "vzdump-qemu-111-2026_11_20-01_00_00.vma"))
-	if err := vma.Pack(img, out, vma.PackOptions{}); err != nil {
+	if err := vmafile.Pack(img, out, vmafile.PackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	out.Close()
