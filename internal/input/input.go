@@ -113,6 +113,9 @@ func Open(ctx context.Context, path string, opt Options) (*Input, error) {
 			}
 		}
 		raw = &ctxReader{ctx: ctx, r: f}
+		if !st.Mode().IsRegular() {
+			raw = pump(ctx, f, in) // a FIFO or device: reads may block
+		}
 	}
 	in.stored = &decompress.CountingReader{R: raw}
 	rc, format, err := decompress.NewReader(in.stored)

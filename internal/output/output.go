@@ -214,7 +214,15 @@ func (o *Output) Abort() {
 		return
 	}
 	o.closed = true
-	o.flush()
+	if o.aw != nil {
+		o.aw.Close()
+	}
+	if o.zw != nil {
+		// Release the encoder without ending the stream: a consumer of
+		// standard output must not take a cut stream for a whole one.
+		o.zw.Reset(io.Discard)
+		o.zw.Close()
+	}
 	if o.af != nil {
 		o.af.Abort()
 	}

@@ -167,3 +167,20 @@ func TestDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAbortedStdoutIsNotWhole: a zstd stream on standard output that is
+// aborted does not end like a whole one.
+func TestAbortedStdoutIsNotWhole(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	o, err := Create(context.Background(), "-", Options{Stdout: &out, Compress: "zstd", Buffered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(o, strings.Repeat("archive ", 300000))
+	o.Abort()
+	zr, _ := zstd.NewReader(bytes.NewReader(out.Bytes()))
+	if _, err := io.ReadAll(zr); err == nil {
+		t.Fatal("an aborted stream decodes as whole")
+	}
+}
