@@ -100,15 +100,15 @@ func pruneCommand(e *env) *cli.Command {
 				return usageError("prune", "--repack-threshold must be in (0, 1]")
 			}
 			dry := cCtx.Bool("dry-run")
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			mode := exclusiveLock
+			if dry {
+				mode = sharedLock
+			}
+			ctx, r, release, err := openLocked(e, cCtx, o, args[0], mode)
 			if err != nil {
 				return err
 			}
-			ctx, unlock, err := lockRepo(ctx, cCtx, r, !dry)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer release()
 			backups, err := r.Backups(ctx)
 			if err != nil {
 				return err

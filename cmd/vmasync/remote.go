@@ -836,15 +836,11 @@ func checkCommand(e *env) *cli.Command {
 				}
 				args = args[1:]
 			}
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			ctx, r, release, err := openLocked(e, cCtx, o, args[0], sharedLock)
 			if err != nil {
 				return err
 			}
-			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer release()
 			pct := rd.pct
 			p := newProgress(e, o, "check "+maskRemote(args[0]))
 			p.items = "packs"

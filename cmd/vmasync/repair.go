@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -43,15 +44,11 @@ func repairCommand(e *env) *cli.Command {
 				}
 			}
 			dry := cCtx.Bool("dry-run")
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			ctx, r, release, err := openLocked(e, cCtx, o, args[0], exclusiveLock)
 			if err != nil {
 				return err
 			}
-			ctx, unlock, err := lockRepo(ctx, cCtx, r, true)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer release()
 			res, err := r.Repair(ctx, remote.RepairOptions{DryRun: dry, ReadData: cCtx.Bool("read-data"), Dumps: dumps})
 			if err != nil {
 				return err
@@ -91,4 +88,32 @@ func repairCommand(e *env) *cli.Command {
 			return nil
 		},
 	})
+}
+
+// lockMode is the repository lock a remote command takes.
+type lockMode int
+
+const (
+	noLock lockMode = iota
+	sharedLock
+	exclusiveLock
+)
+
+// openLocked is the preamble of a remote command: REMOTE opened as a
+// repository and the lock of mode taken. The command runs under the
+// returned context (cancelled when the lock is lost) and calls release
+// when done.
+func openLocked(e *env, cCtx *cli.Context, o opts, rem string, mode lockMode) (context.Context, *remote.Repository, func(), error) {
+	ctx, r, err := openRepo(e, cCtx, o, rem)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if mode == noLock {
+		return ctx, r, func() {}, nil
+	}
+	ctx, unlock, err := lockRepo(ctx, cCtx, r, mode == exclusiveLock)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ctx, r, unlock, nil
 }
