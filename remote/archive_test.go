@@ -11,6 +11,7 @@ import (
 // OpenArchive equal the same ranges of the optimized dump; a damaged
 // chunk fails the read instead of returning wrong bytes.
 func TestArchiveReader(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	mem, nights := damageRepo(t)
 	r := openMem(t, mem)

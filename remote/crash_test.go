@@ -248,6 +248,7 @@ func removeLocks(ctx context.Context, m *backend.Mem) {
 }
 
 func TestCrashPoints(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	w := newCrashWorld(t)
 	state := backend.NewMem()

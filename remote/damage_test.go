@@ -85,6 +85,7 @@ func mustPullAll(t *testing.T, mem backend.Backend, nights [][]string) {
 // works and the packs they described are indexed again from their
 // headers.
 func TestDamagedIndexDoesNotBlock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	mem, nights := damageRepo(t)
 	idx := objectsUnder(mem, IndexDir+"/")
@@ -166,6 +167,7 @@ func TestHostileIndexBounded(t *testing.T) {
 // manifest are reported by check, and the next push of the same dumps
 // stores what is missing again instead of saying "already on the remote".
 func TestPushHeals(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	mem, nights := damageRepo(t)
 	packs := objectsUnder(mem, PacksDir+"/")
@@ -221,6 +223,7 @@ func TestPushHeals(t *testing.T) {
 // index, names the backups that lost data and the dumps that restore
 // them; a push of those dumps makes the repository whole.
 func TestRepair(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	mem, nights := damageRepo(t)
 	packs := objectsUnder(mem, PacksDir+"/")

@@ -73,6 +73,7 @@ func TestLockLostStopsCommand(t *testing.T) {
 // ….vma.zst.protected) and its log after the stem; push carries all
 // three, and the older stem form of notes still.
 func TestSidecarsUnderPVENames(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dumps := t.TempDir()
 	p := writeDump(t, dumps, crashVM(80, 0), "700", "2026_11_20-01_00_00", true)
