@@ -95,6 +95,9 @@ func Optimize(ctx context.Context, in *input.Input, dst string, opt OptimizeOpti
 	if in.Name != "-" {
 		if st, err := os.Stat(in.Name); err == nil {
 			oopt.Perm = st.Mode().Perm()
+			if dst, err := os.Stat(dst); err == nil && os.SameFile(st, dst) {
+				oopt.Sync = true // the rename destroys the only other copy
+			}
 		}
 	}
 	out, err := output.Create(ctx, dst, oopt)
