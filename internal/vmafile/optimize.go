@@ -95,7 +95,7 @@ func Optimize(ctx context.Context, in *input.Input, dst string, opt OptimizeOpti
 	if in.Name != "-" {
 		if st, err := os.Stat(in.Name); err == nil {
 			oopt.Perm = st.Mode().Perm()
-			if dst, err := os.Stat(dst); err == nil && os.SameFile(st, dst) {
+			if dt, err := os.Stat(dst); err == nil && os.SameFile(st, dt) {
 				oopt.Sync = true // the rename destroys the only other copy
 			}
 		}
