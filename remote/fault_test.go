@@ -80,6 +80,10 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 	if res.SharedBytes == 0 {
 		t.Errorf("the second run found none of the first run's chunks")
 	}
+	// What the failed run uploaded is resumed, not saved (issue 16.4).
+	if res.ResumedBytes == 0 || res.Saving() >= float64(res.SharedBytes)/float64(res.ArchiveBytes) {
+		t.Errorf("resumed %d of %d shared bytes; saving %.3f", res.ResumedBytes, res.SharedBytes, res.Saving())
+	}
 	for _, a := range second {
 		for _, b := range first {
 			if a == b {

@@ -63,14 +63,20 @@ type PushResult struct {
 	// Healed is set when the backup was on the remote but damaged (what
 	// was wrong) and this push stored it again.
 	Healed string
+	// ResumedBytes are the shared bytes found in packs that an interrupted
+	// push left without an index (read back from their headers by this
+	// run): stored for this dump before, not saved by deduplication.
+	ResumedBytes int64
 }
 
-// Saving is the fraction of the archive that did not have to be stored.
+// Saving is the fraction of the archive that did not have to be stored
+// because earlier backups hold it (chunks an interrupted push of this
+// dump uploaded do not count).
 func (r *PushResult) Saving() float64 {
 	if r.ArchiveBytes == 0 {
 		return 0
 	}
-	return float64(r.SharedBytes) / float64(r.ArchiveBytes)
+	return float64(r.SharedBytes-r.ResumedBytes) / float64(r.ArchiveBytes)
 }
 
 // HasBackup reports whether the repository holds a manifest for the
@@ -335,8 +341,11 @@ func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
 	p.m.Chunks = append(p.m.Chunks, c)
 	p.m.ArchiveSize += uint64(c.Length)
 	h := ID(c.Hash)
-	if _, ok := p.r.Lookup(h); ok {
+	if loc, ok := p.r.Lookup(h); ok {
 		p.res.SharedBytes += int64(c.Length)
+		if p.r.recovered[loc.Pack] {
+			p.res.ResumedBytes += int64(c.Length)
+		}
 		return nil
 	}
 	n := len(p.pending)

@@ -46,6 +46,9 @@ type Repository struct {
 	// index entries it dropped.
 	damage  []Damage
 	dropped int
+	// recovered holds the packs the last LoadIndex read back from their
+	// headers (left unindexed by an interrupted push).
+	recovered map[ID]bool
 	// setAside is set when DamagedDir holds objects: repair found damage,
 	// so push checks existing backups against the index (BackupState).
 	hasDamagedDir bool
@@ -303,6 +306,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
 	}
 	var orphans []index.Entry
+	recovered := map[ID]bool{}
 	for id, size := range packs {
 		if covered[id] || short[id] {
 			continue
@@ -316,6 +320,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 			continue
 		}
 		st.Recovered++
+		recovered[id] = true
 		for _, e := range entries {
 			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
 			orphans = append(orphans, index.Entry{Hash: e.Hash, Location: loc})
@@ -338,7 +343,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	}
 	idx.Freeze()
 	r.mu.Lock()
-	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir = idx, packs, st.Damaged, st.Dropped, setAside
+	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir, r.recovered = idx, packs, st.Damaged, st.Dropped, setAside, recovered
 	r.mu.Unlock()
 	st.Chunks, st.Packs = idx.Len(), len(packs)
 	return st, nil

@@ -217,6 +217,7 @@ type pushJSON struct {
 	NewBytes     int64    `json:"new_bytes"`
 	SharedBytes  int64    `json:"shared_bytes"`
 	SavingPct    float64  `json:"saving_percent"`
+	ResumedBytes int64    `json:"resumed_bytes,omitempty"`
 	StoredBytes  int64    `json:"stored_bytes"`
 	Uploaded     int64    `json:"uploaded_bytes"`
 	Previous     string   `json:"previous,omitempty"`
@@ -522,6 +523,7 @@ func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
 	}
 	j.ArchiveBytes, j.NewBytes, j.SharedBytes = res.ArchiveBytes, res.NewBytes, res.SharedBytes
 	j.SavingPct = 100 * res.Saving()
+	j.ResumedBytes = res.ResumedBytes
 	j.StoredBytes, j.Uploaded = res.StoredBytes, res.Uploaded
 	j.Previous = res.Previous
 	j.Healed = res.Healed
@@ -549,6 +551,9 @@ func printPush(w io.Writer, j pushJSON) {
 		j.SavingPct, verb, humanBytes(uint64(j.Uploaded)), j.Seconds, j.MBps)
 	if j.Previous != "" && j.PrevNewBytes != nil {
 		fmt.Fprintf(w, "  against %s: %s in chunks that backup did not have\n", j.Previous, humanBytes(*j.PrevNewBytes))
+	}
+	if j.ResumedBytes > 0 {
+		fmt.Fprintf(w, "  %s of the shared bytes were uploaded by an interrupted push of this dump (resumed, not saved)\n", humanBytes(uint64(j.ResumedBytes)))
 	}
 	if j.Healed != "" {
 		fmt.Fprintf(w, "  stored again: the copy on the remote was damaged (%s)\n", j.Healed)
