@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vmasync/vmasync/chunkplan"
-	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/internal/pipe"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
@@ -200,7 +200,7 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 // upload, and returns the backup's manifest and the uploader, whose
 // index entries are not all written yet.
 func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res *PushResult) (*chunkplan.Manifest, *uploader, error) {
-	in, err := decompress.Open(d.Path)
+	in, err := input.Open(ctx, d.Path, input.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -253,23 +253,14 @@ func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res 
 }
 
 // optimizeDump optimizes the opened dump into w, reporting progress as
-// the bytes read and how far into the dump's file that is.
-func optimizeDump(ctx context.Context, in *decompress.Stream, w io.Writer, opt PushOptions) (*vma.OptimizeResult, error) {
-	var src io.Reader = in
-	if in.File != nil {
-		src = in.File
-	}
+// the bytes read and how far into the dump's file that is (for a
+// compressed dump, bytes of compressed data).
+func optimizeDump(ctx context.Context, in *input.Input, w io.Writer, opt PushOptions) (*vma.OptimizeResult, error) {
 	o := opt.Optimize
 	if opt.Progress != nil {
-		o.Progress = func(read int64) {
-			fileRead := read // a plain dump is read as it is
-			if in.File == nil {
-				fileRead = in.InputRead()
-			}
-			opt.Progress(read, fileRead)
-		}
+		o.Progress = in.Track(func(p input.Progress) { opt.Progress(p.Read, p.Pos) })
 	}
-	return vma.Optimize(ctx, w, src, o)
+	return vma.Optimize(ctx, w, in.Source(), o)
 }
 
 // commitPush writes what makes the backup visible, in this order: the
@@ -481,4 +472,30 @@ func Retriable(err error) bool {
 		return false
 	}
 	return errors.Is(err, backend.ErrTransient)
+}
+
+// PushRetrying is Push, tried up to attempts times while it fails with an
+// error the remote may not repeat (Retriable: network and server errors).
+// Before each new attempt it calls onRetry (if set), waits a second per
+// attempt so far, and reloads the index, so that the packs the failed
+// attempt uploaded are found and not uploaded again. It returns the
+// attempts made.
+func (r *Repository) PushRetrying(ctx context.Context, d Dump, opt PushOptions, attempts int, onRetry func(attempt int, err error)) (*PushResult, int, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := r.Push(ctx, d, opt)
+		if err == nil || attempt >= attempts || !Retriable(err) || ctx.Err() != nil {
+			return res, attempt, err
+		}
+		if onRetry != nil {
+			onRetry(attempt, err)
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * time.Second):
+		case <-ctx.Done():
+			return nil, attempt, ctx.Err()
+		}
+		if _, err := r.LoadIndex(ctx, !opt.DryRun); err != nil {
+			return nil, attempt, err
+		}
+	}
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/vmasync/vmasync/internal/decompress"
+	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
@@ -72,12 +72,12 @@ func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst
 func optimized(t testing.TB, path string) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	in, err := decompress.Open(path)
+	in, err := input.Open(context.Background(), path, input.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	if _, err := vma.Optimize(context.Background(), &out, in, vma.OptimizeOptions{}); err != nil {
+	if _, err := vma.Optimize(context.Background(), &out, in.Source(), vma.OptimizeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return out.Bytes()
@@ -348,7 +348,8 @@ func TestCompressionLevels(t *testing.T) {
 // bytes and the position in the dump file, both growing, the position
 // within the file's size; for a compressed dump the position is in
 // compressed bytes (behind the decompressed count), for a plain one the
-// two are the same.
+// two are close (the file position is what the reader has read, the count
+// what the optimizer has reported).
 func TestPushProgress(t *testing.T) {
 	ctx := testCtx(t)
 	for _, zst := range []bool{true, false} {
@@ -370,7 +371,7 @@ func TestPushProgress(t *testing.T) {
 			if read < lastRead || fileRead < lastFile || fileRead > st.Size() || fileRead <= 0 {
 				t.Errorf("zst %v: progress went from (%d, %d) to (%d, %d), file of %d bytes", zst, lastRead, lastFile, read, fileRead, st.Size())
 			}
-			if !zst && fileRead != read {
+			if d := fileRead - read; !zst && (d > 1<<20 || d < -1<<20) {
 				t.Errorf("plain dump: file position %d, read %d", fileRead, read)
 			}
 			calls++
