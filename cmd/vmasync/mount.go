@@ -135,12 +135,12 @@ func mountCommand(e *env) *cli.Command {
 			case <-served: // umount from outside
 			case <-ctx.Done():
 				for i := 0; ; i++ {
-					err := srv.Unmount()
+					err := unmount(srv, mnt)
 					if err == nil {
 						break
 					}
 					if i == 0 {
-						logf("%s: %v; still in use? close the files and detach loop devices (losetup -d); retrying (a second Ctrl-C stops without unmounting)", mnt, err)
+						logf("unmounting %s: %v: close the files in it and detach its loop devices (losetup -d); retrying every second (a second Ctrl-C stops without unmounting)", mnt, err)
 					}
 					select {
 					case <-served:
@@ -161,6 +161,22 @@ func mountCommand(e *env) *cli.Command {
 			return nil
 		},
 	})
+}
+
+// unmount unmounts mnt: as root with umount(2) itself, whose EBUSY says
+// what is wrong (go-fuse would fall back to fusermount and report that
+// it is missing), else through go-fuse (fusermount3 -u).
+func unmount(srv *fuse.Server, mnt string) error {
+	if os.Geteuid() != 0 {
+		return srv.Unmount()
+	}
+	if err := syscall.Unmount(mnt, 0); err != nil {
+		if errors.Is(err, syscall.EBUSY) {
+			return errors.New("the mount point is in use")
+		}
+		return err
+	}
+	return nil
 }
 
 // mounter is what the nodes of one mount share.

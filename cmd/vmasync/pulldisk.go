@@ -166,7 +166,7 @@ func pullDisks(e *env, cCtx *cli.Context) error {
 // existing device or FIFO (every byte, in place), or a file written
 // sparse under a temporary name and renamed when complete.
 func writeDisk(ctx context.Context, l *vmalayout.Layout, d vma.Device, path string, out output.Options, progress func(int64), prefetch func(context.Context, int64, int64)) error {
-	opt := vmalayout.CopyOptions{Progress: progress, Prefetch: prefetch}
+	opt := vmalayout.CopyOptions{Window: 16 << 20, Progress: progress, Prefetch: prefetch}
 	if path == "-" {
 		return writeOutput(ctx, path, out, func(w io.Writer) error { return l.WriteDisk(ctx, d.ID, w, nil, opt) })
 	}

@@ -1,9 +1,11 @@
 // Package chunkcache reads the optimized archives of a repository's
-// backups by ranges for `vmasync mount` and `pull --disk`: chunks are
-// fetched through remote.ArchiveReader (one ranged read each, checked
-// against its SHA-256), several at once, each at most once at a time, and
-// kept in one bounded cache shared by every backup and keyed by the
-// chunk's hash (two backups of a VM share most of their chunks).
+// backups by ranges for `vmasync mount` and `pull --disk`. The chunks that
+// cover a range (remote.ArchiveReader maps offsets to chunks) are fetched
+// with remote's LoadChunks, one ranged read per run of chunks stored next
+// to each other, several runs at once, each chunk checked against its
+// SHA-256 and fetched at most once at a time, and kept in one bounded
+// cache shared by every backup and keyed by the chunk's hash (two backups
+// of a VM share most of their chunks).
 package chunkcache
 
 import (
@@ -73,7 +75,8 @@ type Archive struct {
 	a *remote.ArchiveReader
 	m *chunkplan.Manifest
 	// Name names the backup in log lines.
-	Name string
+	Name    string
+	fetched atomic.Int64
 }
 
 // Open returns backup m's archive read through c. The repository's index
@@ -90,55 +93,110 @@ func (c *Cache) Open(r *remote.Repository, m *chunkplan.Manifest, name string) (
 func (x *Archive) Size() int64 { return x.a.Size() }
 
 // Fetched is how many bytes this archive read from the remote.
-func (x *Archive) Fetched() int64 { return x.a.Fetched() }
+func (x *Archive) Fetched() int64 { return x.fetched.Load() }
 
-// chunk returns chunk i, from the cache, from a fetch in progress, or
-// from the remote.
-func (x *Archive) chunk(ctx context.Context, i int) ([]byte, error) {
+// chunks returns chunks first..last, from the cache, from fetches in
+// progress, or from the remote: the missing ones are fetched in runs of
+// chunks stored next to each other (one ranged read per run), several
+// runs at once.
+func (x *Archive) chunks(ctx context.Context, first, last int) ([][]byte, error) {
 	c := x.c
-	key := x.m.Chunks[i].Hash
-	for {
-		c.mu.Lock()
+	out := make([][]byte, last-first+1)
+	type pend struct {
+		i  int
+		cl *call
+	}
+	var mine, others []pend
+	c.mu.Lock()
+	for i := first; i <= last; i++ {
+		key := x.m.Chunks[i].Hash
 		if e, ok := c.entries[key]; ok {
 			c.lru.MoveToFront(e)
-			c.mu.Unlock()
+			out[i-first] = e.Value.(*entry).data
 			c.hits.Add(1)
-			return e.Value.(*entry).data, nil
+		} else if cl, ok := c.inflight[key]; ok {
+			others = append(others, pend{i, cl})
+		} else {
+			cl := &call{done: make(chan struct{})}
+			c.inflight[key] = cl
+			mine = append(mine, pend{i, cl})
+			c.misses.Add(1)
 		}
-		if cl, ok := c.inflight[key]; ok {
-			c.mu.Unlock()
-			select {
-			case <-cl.done:
-			case <-ctx.Done():
-				return nil, context.Cause(ctx)
-			}
-			if cl.err != nil && (errors.Is(cl.err, context.Canceled) || errors.Is(cl.err, context.DeadlineExceeded)) && ctx.Err() == nil {
-				continue // the fetching caller gave up; try ourselves
-			}
-			return cl.data, cl.err
-		}
-		cl := &call{done: make(chan struct{})}
-		c.inflight[key] = cl
-		c.mu.Unlock()
-		c.misses.Add(1)
-
-		cl.data, cl.err = x.a.Chunk(ctx, i)
-		if loc, ok := x.r.Lookup(remote.ID(key)); ok && cl.err == nil {
-			c.fetched.Add(int64(loc.Stored))
-		}
-		if cl.err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(key) {
-			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, x.start(i), x.start(i)+int64(x.m.Chunks[i].Length), cl.err))
-		}
-		c.mu.Lock()
-		delete(c.inflight, key)
-		if cl.err == nil {
-			c.add(key, cl.data)
-		}
-		c.mu.Unlock()
-		close(cl.done)
-		return cl.data, cl.err
 	}
+	c.mu.Unlock()
+
+	// Runs of chunks stored next to each other, at most maxRun bytes.
+	var runs [][]pend
+	var prev remote.Location
+	var runBytes int64
+	for k, p := range mine {
+		loc, ok := x.r.Lookup(remote.ID(x.m.Chunks[p.i].Hash))
+		if k > 0 && ok && loc.Pack == prev.Pack && loc.Offset == prev.Offset+prev.Stored && runBytes+int64(loc.Stored) <= maxRun {
+			runs[len(runs)-1] = append(runs[len(runs)-1], p)
+			runBytes += int64(loc.Stored)
+		} else {
+			runs = append(runs, []pend{p})
+			runBytes = int64(loc.Stored)
+		}
+		prev = loc
+	}
+	var g errgroup.Group
+	g.SetLimit(max(c.Fetch, 1))
+	for _, run := range runs {
+		g.Go(func() error {
+			hashes := make([]remote.ID, len(run))
+			for k, p := range run {
+				hashes[k] = remote.ID(x.m.Chunks[p.i].Hash)
+			}
+			data, errs, stored := x.r.LoadChunks(ctx, hashes)
+			c.fetched.Add(stored)
+			x.fetched.Add(stored)
+			c.mu.Lock()
+			for k, p := range run {
+				p.cl.data, p.cl.err = data[k], errs[k]
+				delete(c.inflight, hashes[k])
+				if p.cl.err == nil {
+					c.add(hashes[k], p.cl.data)
+				}
+			}
+			c.mu.Unlock()
+			for k, p := range run {
+				if err := p.cl.err; err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(hashes[k]) {
+					s := x.start(p.i)
+					c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, s, s+int64(x.m.Chunks[p.i].Length), err))
+				}
+				close(p.cl.done)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	for _, p := range append(mine, others...) {
+		select {
+		case <-p.cl.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		err := p.cl.err
+		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
+			// Whoever fetched it gave up: fetch it ourselves.
+			d, err := x.chunks(ctx, p.i, p.i)
+			if err != nil {
+				return nil, err
+			}
+			out[p.i-first] = d[0]
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[p.i-first] = p.cl.data
+	}
+	return out, nil
 }
+
+// maxRun bounds one ranged read of chunks stored next to each other.
+const maxRun = 4 << 20
 
 func (x *Archive) start(i int) int64 {
 	var s int64
@@ -195,26 +253,9 @@ func (x *Archive) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	want := min(int64(len(p)), x.Size()-off)
 	first, start := x.a.ChunkAt(off)
 	last, _ := x.a.ChunkAt(off + want - 1)
-	chunks := make([][]byte, last-first+1)
-	if len(chunks) == 1 {
-		d, err := x.chunk(ctx, first)
-		if err != nil {
-			return 0, err
-		}
-		chunks[0] = d
-	} else {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(max(x.c.Fetch, 1))
-		for i := first; i <= last; i++ {
-			g.Go(func() error {
-				d, err := x.chunk(gctx, i)
-				chunks[i-first] = d
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return 0, err
-		}
+	chunks, err := x.chunks(ctx, first, last)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	pos := off - start
@@ -239,13 +280,5 @@ func (x *Archive) Prefetch(ctx context.Context, off, n int64) {
 	n = min(n, x.Size()-off)
 	first, _ := x.a.ChunkAt(off)
 	last, _ := x.a.ChunkAt(off + n - 1)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(x.c.Fetch, 1))
-	for i := first; i <= last; i++ {
-		g.Go(func() error {
-			_, err := x.chunk(gctx, i)
-			return err
-		})
-	}
-	g.Wait()
+	x.chunks(ctx, first, last)
 }
