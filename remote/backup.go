@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -144,4 +145,77 @@ func Select(backups []Backup, vmid, sel string) (Backup, error) {
 		return found[0], nil
 	}
 	return Backup{}, fmt.Errorf("VM %s has %d backups matching %s; give the full time stamp (e.g. %s)", vmid, len(found), sel, found[0].Stamp)
+}
+
+// HasBackup reports whether the repository holds a manifest for the
+// backup named stem of vmid (complete or not: see BackupState).
+func (r *Repository) HasBackup(ctx context.Context, vmid, stem string) (bool, error) {
+	_, err := r.B.Stat(ctx, backupObject(vmid, stem, ManifestExt))
+	if errors.Is(err, backend.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// BackupState says whether a backup is stored and usable.
+type BackupState int
+
+const (
+	// BackupAbsent: no manifest.
+	BackupAbsent BackupState = iota
+	// BackupComplete: the manifest is whole and, as far as the index and
+	// the listing of packs tell, every chunk it needs is stored.
+	BackupComplete
+	// BackupDamaged: the manifest is damaged, or chunks it needs are gone.
+	BackupDamaged
+)
+
+// BackupState checks the backup stem of vmid without downloading packs:
+// the manifest's size against its header (a truncated manifest is
+// damaged), and, after LoadIndex set aside damaged objects or dropped
+// entries, every chunk of the manifest against the index. The index must
+// be loaded. reason says what is wrong with a damaged backup.
+func (r *Repository) BackupState(ctx context.Context, vmid, stem string) (st BackupState, reason string, err error) {
+	name := backupObject(vmid, stem, ManifestExt)
+	size, err := r.B.Stat(ctx, name)
+	if errors.Is(err, backend.ErrNotFound) {
+		return BackupAbsent, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	prefix, err := r.B.Load(ctx, name, 0, min(size, 64<<10))
+	if err != nil {
+		return 0, "", err
+	}
+	want, err := chunkplan.ManifestSize(prefix)
+	if err == nil && want != size {
+		err = fmt.Errorf("%d bytes, its header says %d", size, want)
+	}
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return BackupDamaged, fmt.Sprintf("manifest %s is damaged: %v", name, err), nil
+	}
+	r.mu.Lock()
+	suspect := len(r.damage) > 0 || r.dropped > 0 || r.hasDamagedDir
+	r.mu.Unlock()
+	if !suspect && err == nil {
+		return BackupComplete, "", nil
+	}
+	m, err := r.Manifest(ctx, Backup{VMID: vmid, Name: stem, Object: name})
+	if errors.Is(err, ErrCorruptObject) {
+		return BackupDamaged, err.Error(), nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	missing := 0
+	for _, c := range m.Chunks {
+		if _, ok := r.Lookup(ID(c.Hash)); !ok {
+			missing++
+		}
+	}
+	if missing > 0 {
+		return BackupDamaged, fmt.Sprintf("%d of its %d chunks are no longer stored", missing, len(m.Chunks)), nil
+	}
+	return BackupComplete, "", nil
 }

@@ -140,7 +140,6 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 		inPack[loc.Pack] = append(inPack[loc.Pack], h)
 	})
 	limit := 2*int64(r.Config.PackSize) + packSlack
-	var raw []byte
 	for i, id := range packs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -154,62 +153,73 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 		if opt.Progress != nil {
 			opt.Progress(i+1, len(packs))
 		}
-		// bad collects the chunks of this pack that cannot be read, and
-		// reports them as one problem per affected backup.
-		badChunks := map[string]int{}
-		var firstErr string
-		bad := func(h ID, msg string) {
-			if firstErr == "" {
-				firstErr = msg
-			}
-			if len(users[h]) == 0 {
-				badChunks[""]++
-			}
-			for _, b := range users[h] {
-				badChunks[b]++
-			}
-		}
-		if err != nil {
-			for _, h := range inPack[id] {
-				bad(h, fmt.Sprintf("unreadable: %v", err))
-			}
-		} else if entries, perr := pack.Parse(data, id, r.Config.Version); perr != nil {
-			// The pack is damaged: say which chunks are affected, checking
-			// each indexed chunk on its own.
-			for _, h := range inPack[id] {
-				loc, _ := r.index.Get(h)
-				end := int64(loc.Offset) + int64(loc.Stored)
-				if end > int64(len(data)) {
-					bad(h, "chunks beyond its end")
-					continue
-				}
-				if _, err := pack.DecodeBlob(data[loc.Offset:end], loc, h, raw); err != nil {
-					bad(h, "content does not match its hash")
-				}
-			}
-			// The pack itself too: even when every chunk reads, prune
-			// cannot repack it and a push cannot recover it unindexed.
-			res.Problems = append(res.Problems, Problem{Pack: id.String(), Msg: perr.Error()})
-		} else {
-			for _, e := range entries {
-				loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-				if raw, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
-					bad(e.Hash, "content does not match its hash")
-				}
-			}
-		}
-		names := make([]string, 0, len(badChunks))
-		for b := range badChunks {
-			names = append(names, b)
-		}
-		sort.Strings(names)
-		for _, b := range names {
-			msg := fmt.Sprintf("pack %s: %d chunks damaged (%s)", id.Short(), badChunks[b], firstErr)
-			if b == "" {
-				msg += "; no backup uses them"
-			}
-			res.Problems = append(res.Problems, Problem{Backup: b, Pack: id.String(), Msg: msg})
-		}
+		res.Problems = append(res.Problems, r.checkPack(id, data, err, inPack[id], users)...)
 	}
 	return nil
+}
+
+// checkPack checks one downloaded pack (or the error reading it): every
+// chunk against its hash, the header against the pack's name. It returns
+// one problem per backup with damaged chunks in it (and one for the pack
+// when its header is damaged).
+func (r *Repository) checkPack(id ID, data []byte, err error, indexed []ID, users map[ID][]string) []Problem {
+	var problems []Problem
+	var raw []byte
+	// bad collects the chunks of this pack that cannot be read, and
+	// reports them as one problem per affected backup.
+	badChunks := map[string]int{}
+	var firstErr string
+	bad := func(h ID, msg string) {
+		if firstErr == "" {
+			firstErr = msg
+		}
+		if len(users[h]) == 0 {
+			badChunks[""]++
+		}
+		for _, b := range users[h] {
+			badChunks[b]++
+		}
+	}
+	if err != nil {
+		for _, h := range indexed {
+			bad(h, fmt.Sprintf("unreadable: %v", err))
+		}
+	} else if entries, perr := pack.Parse(data, id, r.Config.Version); perr != nil {
+		// The pack is damaged: say which chunks are affected, checking
+		// each indexed chunk on its own.
+		for _, h := range indexed {
+			loc, _ := r.index.Get(h)
+			end := int64(loc.Offset) + int64(loc.Stored)
+			if end > int64(len(data)) {
+				bad(h, "chunks beyond its end")
+				continue
+			}
+			if _, err := pack.DecodeBlob(data[loc.Offset:end], loc, h, raw); err != nil {
+				bad(h, "content does not match its hash")
+			}
+		}
+		// The pack itself too: even when every chunk reads, prune
+		// cannot repack it and a push cannot recover it unindexed.
+		problems = append(problems, Problem{Pack: id.String(), Msg: perr.Error()})
+	} else {
+		for _, e := range entries {
+			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
+			if raw, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, raw); err != nil {
+				bad(e.Hash, "content does not match its hash")
+			}
+		}
+	}
+	names := make([]string, 0, len(badChunks))
+	for b := range badChunks {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	for _, b := range names {
+		msg := fmt.Sprintf("pack %s: %d chunks damaged (%s)", id.Short(), badChunks[b], firstErr)
+		if b == "" {
+			msg += "; no backup uses them"
+		}
+		problems = append(problems, Problem{Backup: b, Pack: id.String(), Msg: msg})
+	}
+	return problems
 }

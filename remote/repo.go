@@ -305,27 +305,9 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	for id := range short {
 		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
 	}
-	var orphans []index.Entry
-	recovered := map[ID]bool{}
-	for id, size := range packs {
-		if covered[id] || short[id] {
-			continue
-		}
-		entries, err := r.readPackHeader(ctx, id, size)
-		if err != nil {
-			if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
-				return st, err
-			}
-			st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("not indexed and its header is unreadable: %w", err)})
-			continue
-		}
-		st.Recovered++
-		recovered[id] = true
-		for _, e := range entries {
-			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
-			orphans = append(orphans, index.Entry{Hash: e.Hash, Location: loc})
-			idx.Load(e.Hash, loc)
-		}
+	orphans, recovered, err := r.recoverOrphans(ctx, packs, covered, short, idx, &st)
+	if err != nil {
+		return st, err
 	}
 	for _, d := range st.Damaged {
 		r.warnf("set aside %s (run 'vmasync repair')", d)
@@ -347,6 +329,37 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	r.mu.Unlock()
 	st.Chunks, st.Packs = idx.Len(), len(packs)
 	return st, nil
+}
+
+// recoverOrphans reads back from their headers the packs that no readable
+// index covers (left by an interrupted push, or described only by a
+// damaged index object), loads their entries into idx and returns them,
+// with the set of those packs. A pack whose header does not read is
+// recorded in st as damaged.
+func (r *Repository) recoverOrphans(ctx context.Context, packs map[ID]int64, covered, short map[ID]bool, idx *index.Index, st *IndexStats) ([]index.Entry, map[ID]bool, error) {
+	var orphans []index.Entry
+	recovered := map[ID]bool{}
+	for id, size := range packs {
+		if covered[id] || short[id] {
+			continue
+		}
+		entries, err := r.readPackHeader(ctx, id, size)
+		if err != nil {
+			if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+				return nil, nil, err
+			}
+			st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("not indexed and its header is unreadable: %w", err)})
+			continue
+		}
+		st.Recovered++
+		recovered[id] = true
+		for _, e := range entries {
+			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
+			orphans = append(orphans, index.Entry{Hash: e.Hash, Location: loc})
+			idx.Load(e.Hash, loc)
+		}
+	}
+	return orphans, recovered, nil
 }
 
 // readPackHeader reads a pack's header with two ranged reads (and, from
