@@ -131,7 +131,7 @@ func withRemoteFlags(c *cli.Command) *cli.Command {
 		if t, ok := f.(*cli.IntFlag); ok && t.Name == "transfers" {
 			switch c.Name {
 			case "push":
-			case "pull", "check", "snapshots":
+			case "pull", "check", "snapshots", "mount":
 				t.Usage = "download `N` objects at once"
 			default:
 				t.Usage = "transfer `N` objects at once"
