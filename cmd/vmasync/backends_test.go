@@ -148,3 +148,20 @@ func TestBackendsAll(t *testing.T) {
 	slices.Sort(regs)
 	t.Logf("%d backends registered (%d names in rclone's backend/all): %s", len(regs), n, strings.Join(regs, " "))
 }
+
+// TestB2HardDeleteDefault: after the rclone set-up, a B2 remote deletes
+// for real unless its section says otherwise, so that prune frees space.
+func TestB2HardDeleteDefault(t *testing.T) {
+	if r := runCLI(t, nil, "snapshots", "--rclone-config", os.DevNull, t.TempDir()); r.code == 0 {
+		t.Fatalf("snapshots of an empty directory: %v", r)
+	}
+	ri, err := fs.Find("b2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ri.Options {
+		if o.Name == "hard_delete" && o.Default != true {
+			t.Fatalf("b2 hard_delete default = %v", o.Default)
+		}
+	}
+}

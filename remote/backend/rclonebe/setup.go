@@ -54,6 +54,7 @@ func Setup(ctx context.Context, s Settings) (context.Context, error) {
 		}
 		setupOnce.done = true
 	}
+	b2HardDelete()
 	if s.ConfigPath != "" {
 		if err := config.SetConfigPath(s.ConfigPath); err != nil {
 			return nil, fmt.Errorf("rclone config %s: %w", s.ConfigPath, err)
@@ -106,4 +107,21 @@ func NewFs(ctx context.Context, s string) (fs.Fs, error) {
 		return nil, fmt.Errorf("remote %s: %w", s, err)
 	}
 	return f, nil
+}
+
+// b2HardDelete makes hard_delete the default of B2 remotes: B2's Remove
+// only hides a file otherwise, so prune would free nothing until the
+// bucket's lifecycle rules remove the old versions. As a default, it
+// gives way to hard_delete in rclone.conf, a connection string, or
+// RCLONE_B2_HARD_DELETE.
+func b2HardDelete() {
+	ri, err := fs.Find("b2")
+	if err != nil {
+		return // not built in
+	}
+	for i := range ri.Options {
+		if ri.Options[i].Name == "hard_delete" {
+			ri.Options[i].Default = true
+		}
+	}
 }
