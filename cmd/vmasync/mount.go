@@ -279,6 +279,7 @@ func (d *backupDir) add(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.Speculate = 16 // random reads deep into a disk: see vmalayout
 	files := map[string]fs.InodeEmbedder{}
 	claim := func(name, what string, node fs.InodeEmbedder) {
 		if err := vma.CheckName(name); err != nil {

@@ -120,7 +120,14 @@ type Layout struct {
 	mu   sync.RWMutex
 	devs map[int]*devMap
 
+	// Speculate, if positive, is how many extent headers the walk
+	// fetches ahead where the extents are full (see speculate); the
+	// ReaderAt must be a Prefetcher. Set it before the first read.
+	Speculate int
+
 	walkMu   sync.Mutex
+	lastExt  int   // extent of the last cluster taken
+	specTo   int64 // extent headers fetched ahead up to here
 	walker   *walker
 	consumed int64 // clusters taken from the archive so far
 	done     bool  // every extent has been read
@@ -131,7 +138,7 @@ type Layout struct {
 // Open reads and checks the archive header through src (an archive of
 // size bytes).
 func Open(ctx context.Context, src ReaderAt, size int64) (*Layout, error) {
-	l := &Layout{src: src, size: size, devs: map[int]*devMap{}}
+	l := &Layout{src: src, size: size, devs: map[int]*devMap{}, lastExt: -1}
 	w, err := l.newWalker(ctx)
 	if err != nil {
 		return nil, err
@@ -290,9 +297,49 @@ func (l *Layout) walk(ctx context.Context, dev int, c uint32) error {
 		}
 		l.consumed++
 		l.add(cl)
+		if l.Speculate > 0 && cl.Extent != l.lastExt {
+			l.lastExt = cl.Extent
+			l.speculate(ctx, cl.Offset-vma.ExtentHeaderSize, l.walker.vr.Offset())
+		}
 		if cl.DevID == dev && cl.Num == c {
 			return nil
 		}
+	}
+}
+
+// Prefetcher is a ReaderAt that can fetch a range ahead of a read
+// (chunkcache.Archive).
+type Prefetcher interface {
+	Prefetch(ctx context.Context, off, n int64)
+}
+
+// fullExtent is the size of an extent of 58 clusters with every block
+// stored, as the optimized archive has them where a disk is full.
+const fullExtent = vma.ExtentHeaderSize + vma.ProxmoxClustersPerExtent*vma.ClusterSize
+
+// speculate is called by the walk for each new extent (header at ext, the
+// next one at next). Extent headers can only be found one after the
+// other, one read each: over a slow link, reaching the middle of a large
+// disk would cost one round trip per 3.7 MiB. Where the extents are full
+// the next ones are most likely full too, so the headers that would then
+// follow are fetched ahead, Speculate of them at once, in the
+// background. A wrong guess costs one small chunk.
+func (l *Layout) speculate(ctx context.Context, ext, next int64) {
+	p, ok := l.src.(Prefetcher)
+	if !ok || next-ext != fullExtent {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	for k := int64(1); k <= int64(l.Speculate); k++ {
+		pos := next + k*fullExtent
+		if pos+vma.ExtentHeaderSize > l.size {
+			break
+		}
+		if pos <= l.specTo {
+			continue
+		}
+		l.specTo = pos
+		go p.Prefetch(ctx, pos, vma.ExtentHeaderSize)
 	}
 }
 

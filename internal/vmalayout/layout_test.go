@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/vmasync/vmasync/internal/vmafile"
 	"github.com/vmasync/vmasync/vma"
@@ -164,5 +166,55 @@ func TestLazyWalk(t *testing.T) {
 	}
 	if _, err := l2.ReadDisk(ctx, first.ID, make([]byte, 10), 0); err != nil {
 		t.Fatalf("the first device fails too: %v", err)
+	}
+}
+
+// prefetching is a memArchive that records what the walk fetches ahead.
+type prefetching struct {
+	memArchive
+	mu   sync.Mutex
+	pred []int64
+}
+
+func (p *prefetching) Prefetch(ctx context.Context, off, n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pred = append(p.pred, off)
+}
+
+// TestSpeculate: over a full disk, the walk fetches ahead the extent
+// headers that follow, and guesses right.
+func TestSpeculate(t *testing.T) {
+	ctx := context.Background()
+	s := vmatest.Spec{Disks: []vmatest.Disk{{Name: "drive-scsi0", Size: 64 << 20, Content: vmatest.Random}}, Order: vmatest.ProxmoxLike, Seed: 3}
+	b, err := vmatest.Archive(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := vma.Optimize(ctx, &out, bytes.NewReader(b), vma.OptimizeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b = out.Bytes()
+	src := &prefetching{memArchive: memArchive{b: b}}
+	l, err := Open(ctx, src, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Speculate = 4
+	if _, err := l.ReadDisk(ctx, 1, make([]byte, 1), 64<<20-1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	hits := 0
+	for _, off := range src.pred {
+		if string(b[off:off+4]) == "VMAE" {
+			hits++
+		}
+	}
+	if len(src.pred) < 10 || hits < len(src.pred)-1 {
+		t.Fatalf("%d headers fetched ahead, %d of them right", len(src.pred), hits)
 	}
 }
