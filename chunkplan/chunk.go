@@ -47,6 +47,7 @@ func Chunk(r io.Reader, p Params, fn func(c ChunkRef, data []byte) error) error 
 // Split is Chunk without the hashing: it calls fn with the bytes of every
 // chunk, in stream order, for callers that identify chunks otherwise. The
 // same pipelining and buffer rules apply.
+// Kept as one function: the chunker's hot loop, in one piece so that its state stays in local variables.
 func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 	if err := p.Validate(); err != nil {
 		return err

@@ -224,6 +224,7 @@ func (d *decoder) str(what string) string {
 // error wrapping ErrCorruptManifest, a newer format an error wrapping
 // ErrUnsupportedVersion. Memory use is bounded by the input actually read,
 // never by counts claimed in the input.
+// Kept as one function: it follows the manifest format field by field (docs/manifest.md).
 func ReadManifest(r io.Reader) (*Manifest, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	h := sha256.New()

@@ -50,6 +50,7 @@ func newRabinTables(pol chunker.Pol) *rabinTables {
 // MinSize-64 bytes of each chunk. Chunk bytes are passed straight from the
 // read buffer, without a copy. Everything runs on the calling goroutine;
 // the buffer holds the largest MaxSize plus 8 MiB.
+// Kept as one function: the hot loop of the multi-parameter chunker, as Split.
 func SplitMulti(r io.Reader, ps []Params, fn func(set int, data []byte) error) error {
 	if len(ps) == 0 {
 		return errors.New("chunkplan: SplitMulti: no parameter sets")
@@ -169,6 +170,7 @@ type cand struct {
 // where the fingerprint of the 64 bytes ending at i has no bit of mask
 // set. buf[lo-64:lo] must be valid unless start is set (lo is then the
 // start of the stream). lanes is scratch space.
+// Kept as one function: the innermost rolling-hash loop, unrolled over four lanes.
 func (t *rabinTables) scan(buf []byte, lo, hi int, start bool, mask uint64, cands []cand, lanes *[4][]cand) []cand {
 	if hi-lo < 1<<16 {
 		return t.scanLane(buf, lo, hi, start && lo == 0, mask, cands)

@@ -144,6 +144,7 @@ func (x *locIndex) get(c uint32) uint64 {
 const maxLocOffset = 1<<48 - 1
 
 // optimizeFile is the exact two-pass reorder of a seekable archive.
+// Kept as one function: the two passes over a plain file share their state.
 func optimizeFile(ctx context.Context, dst io.Writer, f File, size int64, opt OptimizeOptions) (*OptimizeResult, error) {
 	vr, err := NewIndexReader(f, size)
 	if err != nil {

@@ -33,6 +33,8 @@
 // supported. Anything after the end-of-stream marker is ignored.
 package lzop
 
+// Over 500 lines on purpose: one container format, its header and block fields in the order lzop writes them.
+
 import (
 	"bufio"
 	"encoding/binary"
@@ -170,6 +172,7 @@ func (z *Reader) readFull(p []byte, what string, block int) error {
 	return nil
 }
 
+// Kept as one function: it follows lzop's header field by field, in the order of the format.
 func (z *Reader) readHeader() error {
 	var magic [9]byte
 	n, err := io.ReadFull(z.r, magic[:])
@@ -358,6 +361,7 @@ func (z *Reader) Read(p []byte) (int, error) {
 // nextBlock decodes the next block. If it fits in p it is decoded straight
 // into p and (n, true) is returned; otherwise it goes to z.out.
 // At the end of the stream it returns io.EOF.
+// Kept as one function: it follows one lzop block's fields and checks in the order of the format.
 func (z *Reader) nextBlock(p []byte) (int, bool, error) {
 	blockOff := z.off
 	block := z.block + 1

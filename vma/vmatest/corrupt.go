@@ -1,5 +1,7 @@
 package vmatest
 
+// Over 500 lines on purpose: the catalogue of damage, one short case per corruption kind.
+
 import (
 	"bytes"
 	"encoding/binary"
@@ -371,6 +373,7 @@ func mapKeys(m map[int]int64) func(func(int) bool) {
 // damage needs (two extents, a vmstate device, a disk whose last cluster
 // has block 15 past the end, …); CorruptionSpec describes an archive that
 // has everything.
+// Kept as one function: one short case per corruption kind, the table of what can go wrong in a VMA.
 func Corrupt(archive []byte, k Corruption) (*Damage, error) {
 	p, err := parse(archive)
 	if err != nil {

@@ -18,6 +18,10 @@
 // the bytes past the end zeroed, and nothing past the device end.
 package vmatest
 
+// Over 500 lines on purpose: the generator of every cluster order and content the format reference describes, one table-driven file.
+
+// Over 500 lines on purpose: the generator of every cluster order and content the format reference describes, one table-driven file.
+
 import (
 	"bytes"
 	"encoding/binary"
