@@ -82,125 +82,143 @@ func pruneCommand(e *env) *cli.Command {
 			&cli.Float64Flag{Name: "repack-threshold", Value: 0.5, Usage: "rewrite packs whose unused share is at least `FRACTION` (0 < f <= 1)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also list the backups that are kept"},
 		),
-		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
-			if err != nil {
-				return err
-			}
-			rules, err := keepRules(cCtx)
-			if err != nil {
-				return err
-			}
-			th := cCtx.Float64("repack-threshold")
-			if th <= 0 || th > 1 {
-				return usageError("prune", "--repack-threshold must be in (0, 1]")
-			}
-			dry := cCtx.Bool("dry-run")
-			mode := exclusiveLock
-			if dry {
-				mode = sharedLock
-			}
-			ctx, r, release, err := openLocked(e, cCtx, o, args[0], mode)
-			if err != nil {
-				return err
-			}
-			defer release()
-			backups, err := r.Backups(ctx)
-			if err != nil {
-				return err
-			}
-			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
-				want := map[string]bool{}
-				for _, id := range ids {
-					want[id] = true
-				}
-				var sel []remote.Backup
-				for _, b := range backups {
-					if want[b.VMID] {
-						sel = append(sel, b)
-					}
-				}
-				backups = sel
-			}
-			marks := remote.MarkBackups(backups, rules)
-			var gone []remote.Backup
-			out := pruneJSON{DryRun: dry, Rules: rules.String(), Backups: []markJSON{}}
-			for _, m := range marks {
-				out.Backups = append(out.Backups, markJSON{m.Backup.VMID, m.Backup.Name, m.Keep, m.Reason})
-				if !m.Keep {
-					gone = append(gone, m.Backup)
-				}
-			}
-			asJSON := cCtx.Bool("json")
-			if !asJSON && !o.quiet {
-				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				for _, m := range marks {
-					if m.Keep && !o.verbose && !dry {
-						continue
-					}
-					what := "remove"
-					if dry {
-						what = "would remove"
-					}
-					if m.Keep {
-						what = "keep"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Backup.Name, what, m.Reason)
-				}
-				tw.Flush()
-			}
-			if !dry {
-				if err := r.Forget(ctx, gone); err != nil {
-					return err
-				}
-			}
-			gcOpt := remote.GCOptions{RepackThreshold: th, DryRun: dry}
-			if dry {
-				gcOpt.Without = gone // what removing them would free
-			}
-			res, err := r.GC(ctx, gcOpt)
-			if err != nil {
-				return err
-			}
-			out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
-			if len(res.Kept) > 0 && !o.quiet {
-				fmt.Fprintf(e.stderr, "vmasync: kept %d damaged objects (%s); see 'vmasync check --read-data' and 'vmasync repair'\n", len(res.Kept), strings.Join(res.Kept, ", "))
-			}
-			// Retention was applied even when GC was skipped; the space is
-			// not freed until the damage is dealt with, and the run fails to
-			// say so.
-			var skipped error
-			if res.Skipped != "" {
-				skipped = fmt.Errorf("garbage collection skipped: %s", res.Skipped)
-			}
-			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
-					return err
-				}
-				return skipped
-			}
-			if !o.quiet {
-				if dry {
-					fmt.Fprintf(e.stderr, "%d of %s would be removed (%s); packs %d -> about %d, %s -> about %s (%d deleted, %d rewritten); nothing changed\n",
-						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
-				} else {
-					fmt.Fprintf(e.stderr, "removed %d of %s (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
-						len(gone), count(len(marks), "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
-				}
-				if len(gone) > 0 && (res.BytesBefore-res.BytesAfter)*20 < res.BytesBefore {
-					// "132.3 MiB -> about 132.3 MiB" looks like a failure.
-					fmt.Fprintln(e.stderr, "note: the removed backups share almost all their data with the kept ones (deduplicated chunks), so removing them frees little space")
-				}
-			}
-			return skipped
-		},
+		Action: func(cCtx *cli.Context) error { return pruneAction(e, cCtx) },
 	})
+}
+
+// pruneAction is vmasync prune: the keep rules, then garbage collection.
+func pruneAction(e *env, cCtx *cli.Context) error {
+	o, err := globalOpts(cCtx)
+	if err != nil {
+		return err
+	}
+	args, err := checkArgs(cCtx, 1, 1)
+	if err != nil {
+		return err
+	}
+	rules, err := keepRules(cCtx)
+	if err != nil {
+		return err
+	}
+	th := cCtx.Float64("repack-threshold")
+	if th <= 0 || th > 1 {
+		return usageError("prune", "--repack-threshold must be in (0, 1]")
+	}
+	dry := cCtx.Bool("dry-run")
+	mode := exclusiveLock
+	if dry {
+		mode = sharedLock
+	}
+	ctx, r, release, err := openLocked(e, cCtx, o, args[0], mode)
+	if err != nil {
+		return err
+	}
+	defer release()
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	marks := remote.MarkBackups(filterBackups(backups, cCtx.StringSlice("vmid")), rules)
+	var gone []remote.Backup
+	out := pruneJSON{DryRun: dry, Rules: rules.String(), Backups: []markJSON{}}
+	for _, m := range marks {
+		out.Backups = append(out.Backups, markJSON{m.Backup.VMID, m.Backup.Name, m.Keep, m.Reason})
+		if !m.Keep {
+			gone = append(gone, m.Backup)
+		}
+	}
+	asJSON := cCtx.Bool("json")
+	if !asJSON && !o.quiet {
+		printMarks(e, marks, o.verbose, dry)
+	}
+	if !dry {
+		if err := r.Forget(ctx, gone); err != nil {
+			return err
+		}
+	}
+	gcOpt := remote.GCOptions{RepackThreshold: th, DryRun: dry}
+	if dry {
+		gcOpt.Without = gone // what removing them would free
+	}
+	res, err := r.GC(ctx, gcOpt)
+	if err != nil {
+		return err
+	}
+	out.GC = &gcJSONInfo{res.PacksBefore, res.PacksAfter, res.BytesBefore, res.BytesAfter, res.Deleted, res.Repacked}
+	if len(res.Kept) > 0 && !o.quiet {
+		fmt.Fprintf(e.stderr, "vmasync: kept %d damaged objects (%s); see 'vmasync check --read-data' and 'vmasync repair'\n", len(res.Kept), strings.Join(res.Kept, ", "))
+	}
+	// Retention was applied even when GC was skipped; the space is not
+	// freed until the damage is dealt with, and the run fails to say so.
+	var skipped error
+	if res.Skipped != "" {
+		skipped = fmt.Errorf("garbage collection skipped: %s", res.Skipped)
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+		return skipped
+	}
+	if !o.quiet {
+		printGC(e, res, len(gone), len(marks), rules, dry)
+	}
+	return skipped
+}
+
+// filterBackups keeps the backups of the VM ids (all without ids).
+func filterBackups(backups []remote.Backup, ids []string) []remote.Backup {
+	if len(ids) == 0 {
+		return backups
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var sel []remote.Backup
+	for _, b := range backups {
+		if want[b.VMID] {
+			sel = append(sel, b)
+		}
+	}
+	return sel
+}
+
+// printMarks prints one line per backup removed (and kept, with verbose
+// or in a dry run) with its reason.
+func printMarks(e *env, marks []remote.Mark, verbose, dry bool) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	for _, m := range marks {
+		if m.Keep && !verbose && !dry {
+			continue
+		}
+		what := "remove"
+		if dry {
+			what = "would remove"
+		}
+		if m.Keep {
+			what = "keep"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Backup.Name, what, m.Reason)
+	}
+	tw.Flush()
+}
+
+// printGC prints prune's summary line.
+func printGC(e *env, res *remote.GCResult, gone, marks int, rules remote.KeepRules, dry bool) {
+	if dry {
+		fmt.Fprintf(e.stderr, "%d of %s would be removed (%s); packs %d -> about %d, %s -> about %s (%d deleted, %d rewritten); nothing changed\n",
+			gone, count(marks, "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
+	} else {
+		fmt.Fprintf(e.stderr, "removed %d of %s (%s); packs %d -> %d, %s -> %s (%d deleted, %d rewritten)\n",
+			gone, count(marks, "backup", "backups"), rules, res.PacksBefore, res.PacksAfter, humanBytes(uint64(res.BytesBefore)), humanBytes(uint64(res.BytesAfter)), res.Deleted, res.Repacked)
+	}
+	if gone > 0 && (res.BytesBefore-res.BytesAfter)*20 < res.BytesBefore {
+		// "132.3 MiB -> about 132.3 MiB" looks like a failure.
+		fmt.Fprintln(e.stderr, "note: the removed backups share almost all their data with the kept ones (deduplicated chunks), so removing them frees little space")
+	}
 }
 
 func unlockCommand(e *env) *cli.Command {
