@@ -10,6 +10,7 @@ import (
 	"github.com/vmasync/vmasync/vma"
 )
 
+// Kept as one function: a third of it is flags and help text; the Action is flag parsing and printing.
 func optimizeCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "optimize",
