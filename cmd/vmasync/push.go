@@ -5,16 +5,62 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
+	"github.com/rclone/rclone/fs"
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote"
 )
+
+func pushCommand(e *env) *cli.Command {
+	return withRemoteFlags(&cli.Command{
+		Name:      "push",
+		Usage:     "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
+		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--keep-last N] [--keep-daily N] [--keep-...] [--retries N] [--compression LEVEL] [--temp-dir DIR] [--force] [rclone options] DUMPDIR REMOTE",
+		Description: "push finds the vzdump VM backups in DUMPDIR (vzdump-qemu-<vmid>-<date>.vma,\n" +
+			".vma.zst, .vma.gz, .vma.lzo; container backups and vzdump's unfinished .dat/.tmp\n" +
+			"files are skipped), and uploads each that REMOTE does not hold yet, each VM's\n" +
+			"oldest first. Every dump is read once: decompressed, verified, optimized,\n" +
+			"chunked and hashed as one stream; only chunks the remote does not have are\n" +
+			"compressed into packs and uploaded; the dump's .log, .notes and .protected files\n" +
+			"follow; its manifest is written last, so that a backup is visible only when all\n" +
+			"of its data is stored. Local dumps are never changed. An interrupted push\n" +
+			"resumes on the next run without uploading finished packs again. An empty remote\n" +
+			"is initialised first.\n\n" +
+			"REMOTE is a remote of your rclone.conf (name:path), a connection string\n" +
+			"(:sftp,host=...,user=...:path) or a local directory. Per dump, push prints the\n" +
+			"archive size, the bytes new to the remote and shared with it, and what was\n" +
+			"uploaded after compression; --json prints one JSON document instead. A dump that\n" +
+			"fails (corrupt, network) is reported and the others still go; the exit code is\n" +
+			"then 1. Network failures are retried --retries times per dump.\n\n" +
+			"An empty DUMPDIR (no vzdump VM backup in it), or a --vmid selection that\n" +
+			"matches no dump, is an error (exit 1): a nightly job that finds nothing has\n" +
+			"failed. With the keep rules of prune (--keep-last, --keep-daily, ...), push\n" +
+			"applies them to the remote's backups together with the local dumps first and\n" +
+			"skips the dumps they would remove (\"skipped: the keep rules would prune\n" +
+			"it\"), so that a backup prune removed does not come back from a dump still in\n" +
+			"DUMPDIR. push initialises an empty remote, and refuses a non-empty directory\n" +
+			"that is not a vmasync repository unless --force.",
+		Flags: append(keepFlags(),
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "read and chunk the dumps and say what would be uploaded, without uploading"},
+			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
+			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "attempts per dump when the remote fails with a retriable error"},
+			&cli.StringFlag{Name: "compression", Value: "fastest", Usage: "zstd `LEVEL` of new chunks: fastest (about zstd -1, as Proxmox Backup Server), default (about zstd -3, as restic) or better (about zstd -7)"},
+			&cli.StringFlag{Name: "temp-dir", Usage: "`DIR` for the spill file of the streaming reorder (default: $TMPDIR or /tmp)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory that is not one"},
+		),
+		Action: func(cCtx *cli.Context) error { return pushAction(e, cCtx) },
+	})
+}
 
 // pushAction is vmasync push: find the dumps, open (or create) the
 // repository, push each dump, report.
@@ -186,4 +232,158 @@ func pushOne(ctx context.Context, e *env, cCtx *cli.Context, o opts, r *remote.R
 	}
 	fillPushJSON(j, res, opt.DryRun)
 	return nil
+}
+
+// pushJSON is one dump in push --json.
+type pushJSON struct {
+	Dump         string   `json:"dump"`
+	Backup       string   `json:"backup"`
+	VMID         string   `json:"vmid"`
+	Status       string   `json:"status"` // pushed, skipped, failed, dry-run
+	Reason       string   `json:"reason,omitempty"`
+	ArchiveBytes int64    `json:"archive_bytes"`
+	NewBytes     int64    `json:"new_bytes"`
+	SharedBytes  int64    `json:"shared_bytes"`
+	SavingPct    float64  `json:"saving_percent"`
+	ResumedBytes int64    `json:"resumed_bytes,omitempty"`
+	StoredBytes  int64    `json:"stored_bytes"`
+	Uploaded     int64    `json:"uploaded_bytes"`
+	Previous     string   `json:"previous,omitempty"`
+	PrevNewBytes *uint64  `json:"new_bytes_vs_previous,omitempty"`
+	Seconds      float64  `json:"seconds"`
+	MBps         float64  `json:"mb_per_s"`
+	Attempts     int      `json:"attempts,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
+	Healed       string   `json:"healed,omitempty"`
+}
+
+// selectDumps keeps the dumps of the VM ids; a selection that matches no
+// dump is an error.
+func selectDumps(dumps []remote.Dump, ids []string) ([]remote.Dump, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var sel []remote.Dump
+	var have []string
+	for _, d := range dumps {
+		if want[d.VMID] {
+			sel = append(sel, d)
+		}
+		if len(have) == 0 || have[len(have)-1] != d.VMID {
+			have = append(have, d.VMID)
+		}
+	}
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("no dump of VM %s in this directory, nothing to push (it holds dumps of VM %s)", strings.Join(ids, ", "), strings.Join(have, ", "))
+	}
+	return sel, nil
+}
+
+// prunedByRules applies the keep rules to the remote's backups together
+// with the dumps the remote does not hold yet, and returns the dumps (by
+// stem) the rules would remove, with the reason: pushing them would only
+// bring back what prune removed (or will remove next).
+func prunedByRules(ctx context.Context, r *remote.Repository, dumps []remote.Dump, rules remote.KeepRules) (map[string]string, error) {
+	out := map[string]string{}
+	if rules.All || rules == (remote.KeepRules{}) || len(dumps) == 0 {
+		return out, nil
+	}
+	all, err := r.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	onRemote := map[string]bool{}
+	for _, b := range all {
+		onRemote[b.Name] = true
+	}
+	local := map[string]bool{}
+	for _, d := range dumps {
+		if onRemote[d.Stem] || local[d.Stem] {
+			continue
+		}
+		local[d.Stem] = true
+		// PVE marks a protected backup with ARCHIVE.protected (older
+		// versions, and pull, with STEM.protected).
+		_, err1 := os.Stat(d.Path + ".protected")
+		_, err2 := os.Stat(filepath.Join(filepath.Dir(d.Path), d.Stem+".protected"))
+		all = append(all, remote.Backup{VMID: d.VMID, Name: d.Stem, Stamp: d.Stamp, Time: d.Time, Protected: err1 == nil || err2 == nil})
+	}
+	for _, m := range remote.MarkBackups(all, rules) {
+		if !m.Keep && local[m.Backup.Name] {
+			out[m.Backup.Name] = m.Reason
+		}
+	}
+	return out, nil
+}
+
+// refuseForeignDir refuses to create a repository in a remote directory
+// that holds other things (a typo in the path, the wrong remote) unless
+// force: only when there is no config object yet.
+func refuseForeignDir(ctx context.Context, f fs.Fs, force bool) error {
+	if force {
+		return nil
+	}
+	if ok, err := fs.FileExists(ctx, f, remote.ConfigName); err != nil || ok {
+		return err
+	}
+	entries, err := f.List(ctx, "")
+	if errors.Is(err, fs.ErrorDirNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("not empty and not a vmasync repository (%s, e.g. %s): refusing to create a repository here; use an empty directory, or --force", count(len(entries), "entry", "entries"), entries[0].Remote())
+	}
+	return nil
+}
+
+func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
+	j.Status = "pushed"
+	if dry {
+		j.Status = "dry-run"
+	}
+	if res.Skipped {
+		j.Status, j.Reason = "skipped", res.Reason
+		return
+	}
+	j.ArchiveBytes, j.NewBytes, j.SharedBytes = res.ArchiveBytes, res.NewBytes, res.SharedBytes
+	j.SavingPct = 100 * res.Saving()
+	j.ResumedBytes = res.ResumedBytes
+	j.StoredBytes, j.Uploaded = res.StoredBytes, res.Uploaded
+	j.Previous = res.Previous
+	j.Healed = res.Healed
+	if res.VsPrevious != nil {
+		n := res.VsPrevious.NewBytes
+		j.PrevNewBytes = &n
+	}
+	j.Seconds = res.Duration.Seconds()
+	if j.Seconds > 0 {
+		j.MBps = float64(res.ArchiveBytes) / 1e6 / j.Seconds
+	}
+}
+
+func printPush(w io.Writer, j pushJSON) {
+	if j.Status == "skipped" {
+		fmt.Fprintf(w, "%s: %s\n", j.Backup, j.Reason)
+		return
+	}
+	verb := "uploaded"
+	if j.Status == "dry-run" {
+		verb = "would upload"
+	}
+	fmt.Fprintf(w, "%s: %s, new %s, shared %s (%.1f%% saved), %s %s in %.1fs (%.0f MB/s)\n",
+		j.Backup, humanBytes(uint64(j.ArchiveBytes)), humanBytes(uint64(j.NewBytes)), humanBytes(uint64(j.SharedBytes)),
+		j.SavingPct, verb, humanBytes(uint64(j.Uploaded)), j.Seconds, j.MBps)
+	if j.Previous != "" && j.PrevNewBytes != nil {
+		fmt.Fprintf(w, "  against %s: %s in chunks that backup did not have\n", j.Previous, humanBytes(*j.PrevNewBytes))
+	}
+	if j.ResumedBytes > 0 {
+		fmt.Fprintf(w, "  %s of the shared bytes were uploaded by an interrupted push of this dump (resumed, not saved)\n", humanBytes(uint64(j.ResumedBytes)))
+	}
+	if j.Healed != "" {
+		fmt.Fprintf(w, "  stored again: the copy on the remote was damaged (%s)\n", j.Healed)
+	}
 }
