@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ func mountCommand(e *env) *cli.Command {
 			var size rfs.SizeSuffix
 			if err := size.Set(cCtx.String("cache-size")); err != nil || size < 0 {
 				return usageError("mount", "--cache-size %q: want a size such as 256M or 1G", cCtx.String("cache-size"))
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// The cache comes on top of what main's limit is for.
+				debug.SetMemoryLimit(memoryLimit + int64(size))
 			}
 			mnt := args[1]
 			if st, err := os.Stat(mnt); err != nil {
