@@ -44,9 +44,15 @@ func needFUSE(t *testing.T) {
 }
 
 // mounted runs `vmasync mount` of rem on a new directory and returns it
-// and a function that stops the command with SIGINT and checks that it
+// and a function that stops the command with SIGINT (mountedSig: another
+// signal) and checks that it
 // unmounted cleanly.
 func mounted(t *testing.T, rem string, args ...string) (string, func() string) {
+	return mountedSig(t, os.Interrupt, rem, args...)
+}
+
+// mountedSig is mounted, stopped with sig.
+func mountedSig(t *testing.T, sig os.Signal, rem string, args ...string) (string, func() string) {
 	t.Helper()
 	needFUSE(t)
 	mnt := t.TempDir()
@@ -76,17 +82,17 @@ func mounted(t *testing.T, rem string, args ...string) (string, func() string) {
 			return stderr.String()
 		}
 		stopped = true
-		cmd.Process.Signal(os.Interrupt)
+		cmd.Process.Signal(sig)
 		select {
 		case <-exited:
 		case <-time.After(20 * time.Second):
 			cmd.Process.Kill()
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
-			t.Fatalf("mount did not stop on SIGINT:\n%s", stderr.String())
+			t.Fatalf("mount did not stop on %v:\n%s", sig, stderr.String())
 		}
 		if isMountpoint(mnt) {
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
-			t.Fatalf("%s still mounted after SIGINT:\n%s", mnt, stderr.String())
+			t.Fatalf("%s still mounted after %v:\n%s", mnt, sig, stderr.String())
 		}
 		if !strings.Contains(stderr.String(), "unmounted "+mnt) {
 			t.Errorf("no 'unmounted' line:\n%s", stderr.String())
@@ -140,6 +146,9 @@ func TestMountMatchesUnpack(t *testing.T) {
 		t.Fatalf("push: %v", r)
 	}
 	mnt, stop := mounted(t, rem, "--cache-size", "8M")
+	if locks := lockFiles(t, rem); len(locks) != 1 {
+		t.Errorf("locks while mounted: %v", locks)
+	}
 	if got := dirNames(t, filepath.Join(mnt, "105")); !slices.Equal(got, stamps) {
 		t.Fatalf("105/: %v", got)
 	}
@@ -195,6 +204,9 @@ func TestMountMatchesUnpack(t *testing.T) {
 		t.Error("created a file in the mount")
 	}
 	out := stop()
+	if locks := lockFiles(t, rem); len(locks) != 0 {
+		t.Errorf("locks after unmounting: %v", locks)
+	}
 	t.Log(out)
 }
 
@@ -311,7 +323,7 @@ func TestMountDamagedChunk(t *testing.T) {
 		start += int64(c.Length)
 	}
 
-	mnt, stop := mounted(t, rem, "--cache-size", "1M")
+	mnt, stop := mountedSig(t, syscall.SIGTERM, rem, "--cache-size", "1M")
 	dir := filepath.Join(mnt, "105", "2026_11_20-01_00_00")
 	eio := 0
 	for _, d := range l.Header().Devices {
