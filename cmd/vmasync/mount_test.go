@@ -45,8 +45,7 @@ func needFUSE(t *testing.T) {
 
 // mounted runs `vmasync mount` of rem on a new directory and returns it
 // and a function that stops the command with SIGINT (mountedSig: another
-// signal) and checks that it
-// unmounted cleanly.
+// signal) and checks that it unmounted cleanly.
 func mounted(t *testing.T, rem string, args ...string) (string, func() string) {
 	return mountedSig(t, os.Interrupt, rem, args...)
 }
