@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/vmasync/vmasync/chunkplan"
@@ -196,5 +200,55 @@ func TestDamagedChunk(t *testing.T) {
 	p := make([]byte, 100)
 	if _, err := x.ReadAtContext(ctx, p, 0); err != nil || !bytes.Equal(p, arch[:100]) {
 		t.Fatalf("undamaged read: %v", err)
+	}
+}
+
+// TestConcurrentReads: many readers of random disk ranges at once through
+// a small cache (as FUSE reads and read-ahead run) get the right bytes.
+func TestConcurrentReads(t *testing.T) {
+	ctx := context.Background()
+	_, r, m, arch := pushed(t)
+	images := filepath.Join(t.TempDir(), "x")
+	if err := vmafile.Unpack(bytes.NewReader(arch), images, vmafile.UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cache := New(256 << 10)
+	x, _ := cache.Open(r, m, "b")
+	l, err := vmalayout.Open(ctx, x, x.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Speculate = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for range 60 {
+				d := l.Header().Devices[rng.IntN(len(l.Header().Devices))]
+				want, _ := os.ReadFile(filepath.Join(images, vma.ImageName(d.Name)))
+				off := rng.Int64N(int64(d.Size))
+				n := min(1+rng.Int64N(512<<10), int64(d.Size)-off)
+				got := make([]byte, n)
+				if rng.IntN(4) == 0 {
+					go x.Prefetch(ctx, rng.Int64N(x.Size()), 1<<20)
+				}
+				if _, err := l.ReadDisk(ctx, d.ID, got, off); err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, want[off:off+n]) {
+					errs <- fmt.Errorf("%s: %d bytes at %d: wrong", d.Name, n, off)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
