@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -53,119 +54,142 @@ func mountCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users than the one mounting read the files (FUSE allow_other)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
 		},
-		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 2, 2)
-			if err != nil {
-				return err
-			}
-			var size rfs.SizeSuffix
-			if err := size.Set(cCtx.String("cache-size")); err != nil || size < 0 {
-				return usageError("mount", "--cache-size %q: want a size such as 256M or 1G", cCtx.String("cache-size"))
-			}
-			if os.Getenv("GOMEMLIMIT") == "" {
-				// The cache comes on top of what main's limit is for.
-				debug.SetMemoryLimit(memoryLimit + int64(size))
-			}
-			mnt := args[1]
-			if st, err := os.Stat(mnt); err != nil {
-				return &fileError{mnt, err}
-			} else if !st.IsDir() {
-				return &fileError{mnt, errors.New("not a directory")}
-			}
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
-			if err != nil {
-				return err
-			}
-			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			backups, err := r.Backups(ctx)
-			if err != nil {
-				return err
-			}
-			if ids := cCtx.StringSlice("vmid"); len(ids) > 0 {
-				var sel []remote.Backup
-				for _, b := range backups {
-					for _, id := range ids {
-						if b.VMID == id {
-							sel = append(sel, b)
-						}
-					}
-				}
-				if len(sel) == 0 {
-					return fmt.Errorf("no backup of VM %s on the remote", strings.Join(ids, ", "))
-				}
-				backups = sel
-			}
-			if _, err := r.LoadIndex(ctx, false); err != nil {
-				return err
-			}
-			var logMu sync.Mutex
-			logf := func(format string, args ...any) {
-				logMu.Lock()
-				defer logMu.Unlock()
-				fmt.Fprintf(e.stderr, "vmasync: "+format+"\n", args...)
-			}
-			cache := chunkcache.New(int64(size))
-			cache.Fetch = cCtx.Int("transfers")
-			cache.Log = func(msg string) { logf("%s", msg) }
-			m := &mounter{ctx: ctx, r: r, cache: cache, logf: logf}
-			root := &mountRoot{m: m, backups: backups}
-			ttl := time.Hour // nothing changes while mounted
-			mo := fuse.MountOptions{
-				FsName: "vmasync", Name: "vmasync", Options: []string{"ro"},
-				DirectMount: true, MaxReadAhead: 1 << 20, AllowOther: cCtx.Bool("allow-other"),
-			}
-			srv, err := fs.Mount(mnt, root, &fs.Options{MountOptions: mo, EntryTimeout: &ttl, AttrTimeout: &ttl})
-			if err != nil {
-				return &fileError{mnt, fmt.Errorf("mounting: %w (is /dev/fuse there, and are you root or is fusermount3 installed?)", err)}
-			}
-			vms := map[string]bool{}
-			for _, b := range backups {
-				vms[b.VMID] = true
-			}
-			if !o.quiet {
-				fmt.Fprintf(e.stderr, "mounted %s of %s at %s (read-only); Ctrl-C or 'umount %s' unmounts\n",
-					count(len(backups), "backup", "backups"), count(len(vms), "VM", "VMs"), mnt, mnt)
-			}
-			served := make(chan struct{})
-			go func() { srv.Wait(); close(served) }()
-			select {
-			case <-served: // umount from outside
-			case <-ctx.Done():
-				for i := 0; ; i++ {
-					err := unmount(srv, mnt)
-					if err == nil {
-						break
-					}
-					if i == 0 {
-						logf("unmounting %s: %v: close the files in it and detach its loop devices (losetup -d); retrying every second (a second Ctrl-C stops without unmounting)", mnt, err)
-					}
-					select {
-					case <-served:
-					case <-time.After(time.Second):
-						continue
-					}
-					break
-				}
-				<-served
-			}
-			if !o.quiet {
-				hits, misses := cache.Stats()
-				fmt.Fprintf(e.stderr, "unmounted %s (%s fetched, %d chunk reads from the cache, %d from the remote)\n", mnt, humanBytes(uint64(cache.Fetched())), hits, misses)
-			}
-			if ctx.Err() != nil && e.ctx.Err() == nil {
-				return fmt.Errorf("unmounted %s: %w", mnt, context.Cause(ctx)) // the lock was lost
-			}
-			return nil
-		},
+		Action: func(cCtx *cli.Context) error { return mountAction(e, cCtx) },
 	})
+}
+
+// parseMount checks mount's flags and MOUNTPOINT.
+func parseMount(cCtx *cli.Context) (o opts, rem, mnt string, cache int64, err error) {
+	if o, err = globalOpts(cCtx); err != nil {
+		return
+	}
+	args, err := checkArgs(cCtx, 2, 2)
+	if err != nil {
+		return
+	}
+	var size rfs.SizeSuffix
+	if err = size.Set(cCtx.String("cache-size")); err != nil || size < 0 {
+		err = usageError("mount", "--cache-size %q: want a size such as 256M or 1G", cCtx.String("cache-size"))
+		return
+	}
+	rem, mnt, cache = args[0], args[1], int64(size)
+	if st, serr := os.Stat(mnt); serr != nil {
+		err = &fileError{mnt, serr}
+	} else if !st.IsDir() {
+		err = &fileError{mnt, errors.New("not a directory")}
+	}
+	return
+}
+
+// mountAction is vmasync mount: it serves the backups until a signal, a
+// lost lock or an umount from outside.
+func mountAction(e *env, cCtx *cli.Context) error {
+	o, rem, mnt, size, err := parseMount(cCtx)
+	if err != nil {
+		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The cache comes on top of what main's limit is for.
+		debug.SetMemoryLimit(memoryLimit + size)
+	}
+	ctx, r, release, err := openLocked(e, cCtx, o, rem, sharedLock)
+	if err != nil {
+		return err
+	}
+	defer release()
+	backups, err := mountedBackups(ctx, r, cCtx.StringSlice("vmid"))
+	if err != nil {
+		return err
+	}
+	var logMu sync.Mutex
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(e.stderr, "vmasync: "+format+"\n", args...)
+	}
+	cache := chunkcache.New(size)
+	cache.Fetch = cCtx.Int("transfers")
+	cache.Log = func(msg string) { logf("%s", msg) }
+	root := &mountRoot{m: &mounter{ctx: ctx, r: r, cache: cache, logf: logf}, backups: backups}
+	ttl := time.Hour // nothing changes while mounted
+	mo := fuse.MountOptions{
+		FsName: "vmasync", Name: "vmasync", Options: []string{"ro"},
+		DirectMount: true, MaxReadAhead: 1 << 20, AllowOther: cCtx.Bool("allow-other"),
+	}
+	srv, err := fs.Mount(mnt, root, &fs.Options{MountOptions: mo, EntryTimeout: &ttl, AttrTimeout: &ttl})
+	if err != nil {
+		return &fileError{mnt, fmt.Errorf("mounting: %w (is /dev/fuse there, and are you root or is fusermount3 installed?)", err)}
+	}
+	vms := map[string]bool{}
+	for _, b := range backups {
+		vms[b.VMID] = true
+	}
+	if !o.quiet {
+		fmt.Fprintf(e.stderr, "mounted %s of %s at %s (read-only); Ctrl-C or 'umount %s' unmounts\n",
+			count(len(backups), "backup", "backups"), count(len(vms), "VM", "VMs"), mnt, mnt)
+	}
+	serve(ctx, srv, mnt, logf)
+	if !o.quiet {
+		hits, misses := cache.Stats()
+		fmt.Fprintf(e.stderr, "unmounted %s (%s fetched, %d chunk reads from the cache, %d from the remote)\n", mnt, humanBytes(uint64(cache.Fetched())), hits, misses)
+	}
+	if ctx.Err() != nil && e.ctx.Err() == nil {
+		return fmt.Errorf("unmounted %s: %w", mnt, context.Cause(ctx)) // the lock was lost
+	}
+	return nil
+}
+
+// mountedBackups lists the backups to show (those of the VMs ids, all
+// when empty) and loads the chunk index.
+func mountedBackups(ctx context.Context, r *remote.Repository, ids []string) ([]remote.Backup, error) {
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 0 {
+		var sel []remote.Backup
+		for _, b := range backups {
+			if slices.Contains(ids, b.VMID) {
+				sel = append(sel, b)
+			}
+		}
+		if len(sel) == 0 {
+			return nil, fmt.Errorf("no backup of VM %s on the remote", strings.Join(ids, ", "))
+		}
+		backups = sel
+	}
+	if _, err := r.LoadIndex(ctx, false); err != nil {
+		return nil, err
+	}
+	return backups, nil
+}
+
+// serve waits until the file system is unmounted from outside or ctx is
+// done; then it unmounts, trying again every second while the mount point
+// is busy.
+func serve(ctx context.Context, srv *fuse.Server, mnt string, logf func(string, ...any)) {
+	served := make(chan struct{})
+	go func() { srv.Wait(); close(served) }()
+	select {
+	case <-served: // umount from outside
+		return
+	case <-ctx.Done():
+	}
+	for i := 0; ; i++ {
+		err := unmount(srv, mnt)
+		if err == nil {
+			break
+		}
+		if i == 0 {
+			logf("unmounting %s: %v: close the files in it and detach its loop devices (losetup -d); retrying every second (a second Ctrl-C stops without unmounting)", mnt, err)
+		}
+		select {
+		case <-served:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	<-served
 }
 
 // unmount unmounts mnt: as root with umount(2) itself, whose EBUSY says
@@ -436,17 +460,7 @@ func (f *diskFile) readAhead(h *diskHandle, off, n int64) {
 	h.ahead.Store(to)
 	go func() {
 		defer h.running.Store(false)
-		lo, hi := int64(-1), int64(-1)
-		f.l.Map(f.m.ctx, f.dev.ID, from, to-from, func(e vmalayout.Extent) error {
-			if e.Archive >= 0 {
-				if lo < 0 {
-					lo = e.Archive
-				}
-				hi = e.Archive + e.Len
-			}
-			return nil
-		})
-		if lo >= 0 {
+		if lo, hi, err := f.l.ArchiveSpan(f.m.ctx, f.dev.ID, from, to-from); err == nil && lo < hi {
 			f.x.Prefetch(f.m.ctx, lo, min(hi-lo, 2*(to-from)))
 		}
 	}()

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,79 +39,77 @@ func diskFileName(d vma.Device) string {
 	return vma.ImageName(d.Name)
 }
 
+// pullDiskArgs are pull --disk's checked arguments.
+type pullDiskArgs struct {
+	o         opts
+	remote    string
+	vmid, sel string
+	names     []string
+	dest      string
+	toDir     bool
+	out       output.Options
+	transfers int
+}
+
+// parsePullDisk checks pull --disk's flags and arguments, and DEST, before
+// anything is read from the remote.
+func parsePullDisk(e *env, cCtx *cli.Context) (*pullDiskArgs, error) {
+	o, err := globalOpts(cCtx)
+	if err != nil {
+		return nil, err
+	}
+	args, err := checkArgs(cCtx, 2, 3)
+	if err != nil {
+		return nil, err
+	}
+	if cCtx.String("compress") != "" {
+		return nil, usageError("pull", "--compress does not apply to --disk (the image is written sparse)")
+	}
+	a := &pullDiskArgs{o: o, remote: args[0], names: cCtx.StringSlice("disk"), dest: ".", transfers: cCtx.Int("transfers"),
+		out: output.Options{Force: cCtx.Bool("force"), Stdout: e.stdout}}
+	for _, n := range a.names {
+		if err := vma.CheckName(n); err != nil {
+			return nil, usageError("pull", "--disk %q: %v", n, err)
+		}
+	}
+	a.vmid, a.sel, _ = strings.Cut(args[1], "@")
+	if _, err := strconv.ParseUint(a.vmid, 10, 32); err != nil {
+		return nil, usageError("pull", "%q is not a VM id", a.vmid)
+	}
+	if len(args) == 3 {
+		a.dest = args[2]
+	}
+	if st, err := os.Stat(a.dest); a.dest != "-" && err == nil && st.IsDir() {
+		a.toDir = true
+	}
+	switch {
+	case !a.toDir && len(a.names) > 1:
+		return nil, usageError("pull", "%d disks need a directory as DEST (%s is not one)", len(a.names), displayName(a.dest))
+	case a.dest == "-" && isTerminal(e.stdout):
+		return nil, &fileError{"stdout", errors.New("refusing to write a disk image to a terminal")}
+	case !a.toDir:
+		if err := output.Check(a.dest, a.out); err != nil {
+			return nil, fmt.Errorf("pull: %w", err)
+		}
+	}
+	return a, nil
+}
+
 // pullDisks is pull --disk NAME...: the images of some disks of a backup,
 // read from its archive by ranges (internal/vmalayout over
 // internal/chunkcache) instead of rebuilding the whole archive.
 func pullDisks(e *env, cCtx *cli.Context) error {
-	o, err := globalOpts(cCtx)
+	a, err := parsePullDisk(e, cCtx)
 	if err != nil {
 		return err
 	}
-	args, err := checkArgs(cCtx, 2, 3)
+	ctx, r, b, m, release, err := openBackup(e, cCtx, a.o, a.remote, a.vmid, a.sel)
 	if err != nil {
 		return err
 	}
-	if cCtx.String("compress") != "" {
-		return usageError("pull", "--compress does not apply to --disk (the image is written sparse)")
-	}
-	names := cCtx.StringSlice("disk")
-	for _, n := range names {
-		if err := vma.CheckName(n); err != nil {
-			return usageError("pull", "--disk %q: %v", n, err)
-		}
-	}
-	vmid, sel, _ := strings.Cut(args[1], "@")
-	if _, err := strconv.ParseUint(vmid, 10, 32); err != nil {
-		return usageError("pull", "%q is not a VM id", vmid)
-	}
-	dest := "."
-	if len(args) == 3 {
-		dest = args[2]
-	}
-	toDir := false
-	if dest != "-" {
-		if st, err := os.Stat(dest); err == nil && st.IsDir() {
-			toDir = true
-		}
-	}
-	if !toDir && len(names) > 1 {
-		return usageError("pull", "%d disks need a directory as DEST (%s is not one)", len(names), displayName(dest))
-	}
-	if dest == "-" && isTerminal(e.stdout) {
-		return &fileError{"stdout", errors.New("refusing to write a disk image to a terminal")}
-	}
-	out := output.Options{Force: cCtx.Bool("force"), Stdout: e.stdout}
-	if !toDir {
-		if err := output.Check(dest, out); err != nil {
-			return fmt.Errorf("pull: %w", err)
-		}
-	}
-	ctx, r, err := openRepo(e, cCtx, o, args[0])
-	if err != nil {
-		return err
-	}
-	ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	backups, err := r.Backups(ctx)
-	if err != nil {
-		return err
-	}
-	b, err := remote.Select(backups, vmid, sel)
-	if err != nil {
-		return err
-	}
-	m, err := r.Manifest(ctx, b)
-	if err != nil {
-		return err
-	}
-	if _, err := r.LoadIndex(ctx, false); err != nil {
-		return err
-	}
+	defer release()
 	cache := chunkcache.New(pullDiskCache)
-	cache.Fetch = cCtx.Int("transfers")
+	cache.Fetch = a.transfers
 	x, err := cache.Open(r, m, b.Name)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", b.Name, err)
@@ -119,47 +118,55 @@ func pullDisks(e *env, cCtx *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", b.Name, err)
 	}
-	// Every disk and path is checked before any image is written.
+	devs, paths, err := a.plan(b, l)
+	if err != nil {
+		return err
+	}
+	for i, d := range devs {
+		before := cache.Fetched()
+		pr := newProgress(e, a.o, "pull "+b.Name+" "+d.Name)
+		pr.setTotal(int64(d.Size), nil)
+		err := writeDisk(ctx, l, d, paths[i], a.out, pr.update, x.Prefetch)
+		pr.done()
+		if err != nil {
+			return fmt.Errorf("pull %s %s: %w", b.Name, d.Name, err)
+		}
+		if !a.o.quiet {
+			fmt.Fprintf(e.stderr, "%s %s: %s (%s disk, %s fetched, every chunk's SHA-256 checked)\n",
+				b.Name, d.Name, displayName(paths[i]), humanBytes(d.Size), humanBytes(uint64(cache.Fetched()-before)))
+		}
+	}
+	return nil
+}
+
+// plan finds the disks asked for in the backup's header and checks every
+// path to write before any image is written.
+func (a *pullDiskArgs) plan(b remote.Backup, l *vmalayout.Layout) ([]vma.Device, []string, error) {
 	var devs []vma.Device
-	paths := map[string]string{}
-	for _, n := range names {
+	var paths []string
+	for _, n := range a.names {
 		d, ok := l.Device(n)
 		if !ok {
 			var have []string
 			for _, d := range l.Header().Devices {
 				have = append(have, d.Name)
 			}
-			return fmt.Errorf("pull %s: the backup has no disk %q (it has %s)", b.Name, n, strings.Join(have, ", "))
+			return nil, nil, fmt.Errorf("pull %s: the backup has no disk %q (it has %s)", b.Name, n, strings.Join(have, ", "))
 		}
-		if _, dup := paths[n]; dup {
+		if slices.ContainsFunc(devs, func(x vma.Device) bool { return x.ID == d.ID }) {
 			continue
 		}
-		p := dest
-		if toDir {
-			p = filepath.Join(dest, diskFileName(d))
-			if err := output.Check(p, out); err != nil {
-				return fmt.Errorf("pull: %w", err)
+		p := a.dest
+		if a.toDir {
+			p = filepath.Join(a.dest, diskFileName(d))
+			if err := output.Check(p, a.out); err != nil {
+				return nil, nil, fmt.Errorf("pull: %w", err)
 			}
 		}
 		devs = append(devs, d)
-		paths[n] = p
+		paths = append(paths, p)
 	}
-	for _, d := range devs {
-		p := paths[d.Name]
-		before := cache.Fetched()
-		pr := newProgress(e, o, "pull "+b.Name+" "+d.Name)
-		pr.setTotal(int64(d.Size), nil)
-		err := writeDisk(ctx, l, d, p, out, pr.update, x.Prefetch)
-		pr.done()
-		if err != nil {
-			return fmt.Errorf("pull %s %s: %w", b.Name, d.Name, err)
-		}
-		if !o.quiet {
-			fmt.Fprintf(e.stderr, "%s %s: %s (%s disk, %s fetched, every chunk's SHA-256 checked)\n",
-				b.Name, d.Name, displayName(p), humanBytes(d.Size), humanBytes(uint64(cache.Fetched()-before)))
-		}
-	}
-	return nil
+	return devs, paths, nil
 }
 
 // writeDisk writes device d's image to path: "-" (stdout, every byte), an

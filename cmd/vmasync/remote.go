@@ -262,30 +262,11 @@ func pullCommand(e *env) *cli.Command {
 					return fmt.Errorf("pull: %w", err)
 				}
 			}
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
-			if err != nil {
-				return err
-			}
-			ctx, unlock, err := lockRepo(ctx, cCtx, r, false)
+			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel)
 			if err != nil {
 				return err
 			}
 			defer unlock()
-			backups, err := r.Backups(ctx)
-			if err != nil {
-				return err
-			}
-			b, err := remote.Select(backups, vmid, sel)
-			if err != nil {
-				return err
-			}
-			m, err := r.Manifest(ctx, b)
-			if err != nil {
-				return err
-			}
-			if _, err := r.LoadIndex(ctx, false); err != nil {
-				return err
-			}
 			name := b.Name + ".vma"
 			if comp == "zstd" {
 				name += ".zst"

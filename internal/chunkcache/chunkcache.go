@@ -95,80 +95,23 @@ func (x *Archive) Size() int64 { return x.a.Size() }
 // Fetched is how many bytes this archive read from the remote.
 func (x *Archive) Fetched() int64 { return x.fetched.Load() }
 
+// pend is a chunk a read waits for: chunk index i of the archive.
+type pend struct {
+	i  int
+	cl *call
+}
+
 // chunks returns chunks first..last, from the cache, from fetches in
 // progress, or from the remote: the missing ones are fetched in runs of
 // chunks stored next to each other (one ranged read per run), several
 // runs at once.
 func (x *Archive) chunks(ctx context.Context, first, last int) ([][]byte, error) {
-	c := x.c
 	out := make([][]byte, last-first+1)
-	type pend struct {
-		i  int
-		cl *call
-	}
-	var mine, others []pend
-	c.mu.Lock()
-	for i := first; i <= last; i++ {
-		key := x.m.Chunks[i].Hash
-		if e, ok := c.entries[key]; ok {
-			c.lru.MoveToFront(e)
-			out[i-first] = e.Value.(*entry).data
-			c.hits.Add(1)
-		} else if cl, ok := c.inflight[key]; ok {
-			others = append(others, pend{i, cl})
-		} else {
-			cl := &call{done: make(chan struct{})}
-			c.inflight[key] = cl
-			mine = append(mine, pend{i, cl})
-			c.misses.Add(1)
-		}
-	}
-	c.mu.Unlock()
-
-	// Runs of chunks stored next to each other, at most maxRun bytes.
-	var runs [][]pend
-	var prev remote.Location
-	var runBytes int64
-	for k, p := range mine {
-		loc, ok := x.r.Lookup(remote.ID(x.m.Chunks[p.i].Hash))
-		if k > 0 && ok && loc.Pack == prev.Pack && loc.Offset == prev.Offset+prev.Stored && runBytes+int64(loc.Stored) <= maxRun {
-			runs[len(runs)-1] = append(runs[len(runs)-1], p)
-			runBytes += int64(loc.Stored)
-		} else {
-			runs = append(runs, []pend{p})
-			runBytes = int64(loc.Stored)
-		}
-		prev = loc
-	}
+	mine, others := x.claim(first, last, out)
 	var g errgroup.Group
-	g.SetLimit(max(c.Fetch, 1))
-	for _, run := range runs {
-		g.Go(func() error {
-			hashes := make([]remote.ID, len(run))
-			for k, p := range run {
-				hashes[k] = remote.ID(x.m.Chunks[p.i].Hash)
-			}
-			data, errs, stored := x.r.LoadChunks(ctx, hashes)
-			c.fetched.Add(stored)
-			x.fetched.Add(stored)
-			c.mu.Lock()
-			for k, p := range run {
-				p.cl.data, p.cl.err = data[k], errs[k]
-				delete(c.inflight, hashes[k])
-				if p.cl.err == nil {
-					c.add(hashes[k], p.cl.data)
-				}
-			}
-			c.mu.Unlock()
-			for k, p := range run {
-				if err := p.cl.err; err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(hashes[k]) {
-					s := x.start(p.i)
-					c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, s, s+int64(x.m.Chunks[p.i].Length), err))
-				}
-				close(p.cl.done)
-			}
-			return nil
-		})
+	g.SetLimit(max(x.c.Fetch, 1))
+	for _, run := range x.runs(mine) {
+		g.Go(func() error { x.fetch(ctx, run); return nil })
 	}
 	g.Wait()
 	for _, p := range append(mine, others...) {
@@ -193,6 +136,80 @@ func (x *Archive) chunks(ctx context.Context, first, last int) ([][]byte, error)
 		out[p.i-first] = p.cl.data
 	}
 	return out, nil
+}
+
+// claim fills out with the cached chunks of first..last and returns the
+// others: those this read is to fetch (now in flight) and those another
+// read is fetching.
+func (x *Archive) claim(first, last int, out [][]byte) (mine, others []pend) {
+	c := x.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := first; i <= last; i++ {
+		key := x.m.Chunks[i].Hash
+		if e, ok := c.entries[key]; ok {
+			c.lru.MoveToFront(e)
+			out[i-first] = e.Value.(*entry).data
+			c.hits.Add(1)
+		} else if cl, ok := c.inflight[key]; ok {
+			others = append(others, pend{i, cl})
+		} else {
+			cl := &call{done: make(chan struct{})}
+			c.inflight[key] = cl
+			mine = append(mine, pend{i, cl})
+			c.misses.Add(1)
+		}
+	}
+	return mine, others
+}
+
+// runs groups chunks into runs stored next to each other in a pack, at
+// most maxRun bytes each.
+func (x *Archive) runs(ps []pend) [][]pend {
+	var runs [][]pend
+	var prev remote.Location
+	var runBytes int64
+	for k, p := range ps {
+		loc, ok := x.r.Lookup(remote.ID(x.m.Chunks[p.i].Hash))
+		if k > 0 && ok && loc.Pack == prev.Pack && loc.Offset == prev.Offset+prev.Stored && runBytes+int64(loc.Stored) <= maxRun {
+			runs[len(runs)-1] = append(runs[len(runs)-1], p)
+			runBytes += int64(loc.Stored)
+		} else {
+			runs = append(runs, []pend{p})
+			runBytes = int64(loc.Stored)
+		}
+		prev = loc
+	}
+	return runs
+}
+
+// fetch reads a run of chunks with one ranged read, caches them, logs
+// the ones that failed and completes their calls.
+func (x *Archive) fetch(ctx context.Context, run []pend) {
+	c := x.c
+	hashes := make([]remote.ID, len(run))
+	for k, p := range run {
+		hashes[k] = remote.ID(x.m.Chunks[p.i].Hash)
+	}
+	data, errs, stored := x.r.LoadChunks(ctx, hashes)
+	c.fetched.Add(stored)
+	x.fetched.Add(stored)
+	c.mu.Lock()
+	for k, p := range run {
+		p.cl.data, p.cl.err = data[k], errs[k]
+		delete(c.inflight, hashes[k])
+		if p.cl.err == nil {
+			c.add(hashes[k], p.cl.data)
+		}
+	}
+	c.mu.Unlock()
+	for k, p := range run {
+		if err := p.cl.err; err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(hashes[k]) {
+			s := x.start(p.i)
+			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, s, s+int64(x.m.Chunks[p.i].Length), err))
+		}
+		close(p.cl.done)
+	}
 }
 
 // maxRun bounds one ranged read of chunks stored next to each other.

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmasync/vmasync/chunkplan"
+	"github.com/vmasync/vmasync/remote"
+)
+
+// openBackup is what pull and pull --disk read from: the repository at
+// the remote s under the shared lock (openLocked), the backup VMID@SEL
+// (remote.Select), its manifest and the chunk index. The command runs
+// under the returned context and calls release when done.
+func openBackup(e *env, cCtx *cli.Context, o opts, s, vmid, sel string) (context.Context, *remote.Repository, remote.Backup, *chunkplan.Manifest, func(), error) {
+	ctx, r, release, err := openLocked(e, cCtx, o, s, sharedLock)
+	if err != nil {
+		return nil, nil, remote.Backup{}, nil, nil, err
+	}
+	backups, err := r.Backups(ctx)
+	var b remote.Backup
+	if err == nil {
+		b, err = remote.Select(backups, vmid, sel)
+	}
+	var m *chunkplan.Manifest
+	if err == nil {
+		m, err = r.Manifest(ctx, b)
+	}
+	if err == nil {
+		_, err = r.LoadIndex(ctx, false)
+	}
+	if err != nil {
+		release()
+		return nil, nil, remote.Backup{}, nil, nil, err
+	}
+	return ctx, r, b, m, release, nil
+}
