@@ -77,6 +77,9 @@ func parseMount(cCtx *cli.Context) (o opts, rem, mnt string, cache int64, err er
 		err = &fileError{mnt, serr}
 	} else if !st.IsDir() {
 		err = &fileError{mnt, errors.New("not a directory")}
+	} else if des, _ := os.ReadDir(mnt); len(des) > 0 {
+		// Also a mount point already in use, e.g. by another mount.
+		err = &fileError{mnt, errors.New("not empty: mount on an empty directory")}
 	}
 	return
 }
@@ -114,7 +117,8 @@ func mountAction(e *env, cCtx *cli.Context) error {
 	ttl := time.Hour // nothing changes while mounted
 	mo := fuse.MountOptions{
 		FsName: "vmasync", Name: "vmasync", Options: []string{"ro"},
-		DirectMount: true, MaxReadAhead: 1 << 20, AllowOther: cCtx.Bool("allow-other"),
+		DirectMount: true, DirectMountFlags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+		MaxReadAhead: 1 << 20, AllowOther: cCtx.Bool("allow-other"),
 	}
 	srv, err := fs.Mount(mnt, root, &fs.Options{MountOptions: mo, EntryTimeout: &ttl, AttrTimeout: &ttl})
 	if err != nil {

@@ -202,6 +202,9 @@ func TestMountMatchesUnpack(t *testing.T) {
 	if _, err := os.Create(filepath.Join(mnt, "105", "x")); err == nil {
 		t.Error("created a file in the mount")
 	}
+	if r := runCLI(t, nil, "mount", rem, mnt); r.code != 1 || !strings.Contains(r.stderr, "not empty") {
+		t.Errorf("a second mount on the mount point: %v", r)
+	}
 	out := stop()
 	if locks := lockFiles(t, rem); len(locks) != 0 {
 		t.Errorf("locks after unmounting: %v", locks)
