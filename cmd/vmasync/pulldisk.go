@@ -22,9 +22,9 @@ import (
 	"github.com/vmasync/vmasync/vma"
 )
 
-// pullDiskCache is the chunk cache of pull --disk: a read window and the
-// next one being fetched, with room to spare.
-const pullDiskCache = 64 << 20
+// pullDiskCache is the chunk cache of pull --disk: the 16 MiB window
+// being written and the two being fetched, with room to spare.
+const pullDiskCache = 96 << 20
 
 // diskFlag is pull's --disk.
 func diskFlag() cli.Flag {

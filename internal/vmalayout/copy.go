@@ -35,29 +35,12 @@ func (l *Layout) WriteDisk(ctx context.Context, dev int, w io.Writer, wa io.Writ
 	win = (win + vma.BlockSize - 1) / vma.BlockSize * vma.BlockSize
 	size := int64(dm.dev.Size)
 	buf := make([]byte, win)
-	var pre chan struct{}
-	startPrefetch := func(off int64) {
-		if opt.Prefetch == nil || off >= size {
-			pre = nil
-			return
-		}
-		pre = make(chan struct{})
-		go func(done chan struct{}) {
-			defer close(done)
-			if lo, hi, err := l.ArchiveSpan(ctx, dev, off, win); err == nil && lo < hi {
-				opt.Prefetch(ctx, lo, hi-lo)
-			}
-		}(pre)
-	}
+	ahead := newAhead(ctx, l, dev, size, win, opt.Prefetch)
+	defer ahead.wait()
 	for off := int64(0); off < size; off += win {
-		if pre != nil {
-			select {
-			case <-pre:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
+		if err := ahead.next(off); err != nil {
+			return err
 		}
-		startPrefetch(off + win)
 		n, err := l.ReadDisk(ctx, dev, buf, off)
 		if err != nil && err != io.EOF {
 			return err
@@ -74,10 +57,62 @@ func (l *Layout) WriteDisk(ctx context.Context, dev int, w io.Writer, wa io.Writ
 			opt.Progress(off + int64(n))
 		}
 	}
-	if pre != nil {
-		<-pre
+	return nil
+}
+
+// aheadWindows is how many windows WriteDisk fetches ahead of the one it
+// writes: mapping a window walks its extent headers one after another,
+// so two in flight overlap one window's walk with another's data.
+const aheadWindows = 2
+
+// ahead fetches the windows after the one being written.
+type ahead struct {
+	ctx      context.Context
+	l        *Layout
+	dev      int
+	size     int64
+	win      int64
+	prefetch func(ctx context.Context, off, n int64)
+	started  int64                   // windows from here on are not started
+	done     map[int64]chan struct{} // by window offset
+}
+
+func newAhead(ctx context.Context, l *Layout, dev int, size, win int64, prefetch func(context.Context, int64, int64)) *ahead {
+	return &ahead{ctx: ctx, l: l, dev: dev, size: size, win: win, prefetch: prefetch, started: win, done: map[int64]chan struct{}{}}
+}
+
+// next waits for the window at off to be fetched and starts fetching the
+// ones after it.
+func (a *ahead) next(off int64) error {
+	if a.prefetch == nil {
+		return nil
+	}
+	for ; a.started <= off+aheadWindows*a.win && a.started < a.size; a.started += a.win {
+		ch := make(chan struct{})
+		a.done[a.started] = ch
+		go func(off int64) {
+			defer close(ch)
+			if lo, hi, err := a.l.ArchiveSpan(a.ctx, a.dev, off, a.win); err == nil && lo < hi {
+				a.prefetch(a.ctx, lo, hi-lo)
+			}
+		}(a.started)
+	}
+	if ch, ok := a.done[off]; ok {
+		delete(a.done, off)
+		select {
+		case <-ch:
+		case <-a.ctx.Done():
+			return context.Cause(a.ctx)
+		}
 	}
 	return nil
+}
+
+// wait waits for the fetches still running.
+func (a *ahead) wait() {
+	for _, ch := range a.done {
+		<-ch
+	}
 }
 
 var zeroBlock [vma.BlockSize]byte
