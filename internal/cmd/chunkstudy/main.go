@@ -78,6 +78,7 @@ func main() {
 	}
 }
 
+// Kept as one function: a measuring script, its steps in the order it prints them.
 func run() error {
 	var (
 		sizeFlag = flag.String("size", "1G", "data disk size (K/M/G suffix)")
