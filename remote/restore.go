@@ -13,7 +13,7 @@ import (
 )
 
 // maxRangeRead bounds one ranged read of consecutive blobs of a pack.
-const maxRangeRead = 8 << 20
+const maxRangeRead = 4 << 20
 
 // span is one ranged read: consecutive blobs of one pack, chunks
 // [first, end) of the manifest.
@@ -34,8 +34,8 @@ type fetched struct {
 // manifest's SHA-256 and size. The index must be loaded. Consecutive
 // chunks stored next to each other in a pack are fetched with one ranged
 // read; Transfers reads run at once, each decompressing and checking its
-// chunks, and their results are written in order (at most twice
-// Transfers ranges are held in memory).
+// chunks, and their results are written in order (at most Transfers + 2
+// ranges of at most 4 MiB stored are held in memory).
 func (r *Repository) Restore(ctx context.Context, m *chunkplan.Manifest, w io.Writer, progress func(written int64)) error {
 	spans, err := r.planRestore(m)
 	if err != nil {
@@ -51,7 +51,7 @@ func (r *Repository) Restore(ctx context.Context, m *chunkplan.Manifest, w io.Wr
 		out chan fetched
 	}
 	work := make(chan job)
-	order := make(chan job, 2*workers) // bounds what is held in memory
+	order := make(chan job, workers+2) // bounds what is held in memory
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
