@@ -72,7 +72,6 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	res.Backups = len(backups)
 	res.Packs = len(r.packs)
 	res.Chunks = r.index.Len()
-	users := map[ID][]string{} // chunk -> backups referencing it
 	for _, b := range backups {
 		m, err := r.Manifest(ctx, b)
 		if errors.Is(err, ErrCorruptObject) {
@@ -88,10 +87,6 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		var off int64
 		for _, c := range m.Chunks {
 			h := ID(c.Hash)
-			u := users[h]
-			if len(u) == 0 || u[len(u)-1] != b.Name {
-				users[h] = append(u, b.Name)
-			}
 			loc, ok := r.index.Get(h)
 			switch {
 			case !ok:
@@ -116,14 +111,30 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	if !opt.ReadData {
 		return res, nil
 	}
-	if err := r.readData(ctx, opt, users, res); err != nil {
+	damaged, err := r.readData(ctx, opt, res)
+	if err != nil {
 		return nil, err
+	}
+	if len(damaged) > 0 {
+		if err := r.attribute(ctx, backups, damaged, res); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }
 
-// readData downloads the packs (all or a share) and checks every chunk.
-func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[ID][]string, res *CheckResult) error {
+// packDamage is what reading one pack found: the chunks that cannot be
+// read, and the first reason.
+type packDamage struct {
+	bad      []ID
+	firstErr string
+}
+
+// readData downloads the packs (all or a share) and checks every chunk;
+// it returns the damaged packs, to be attributed to the backups that
+// need them (attribute). It holds one pack at a time: nothing in
+// proportion to the repository but the index.
+func (r *Repository) readData(ctx context.Context, opt CheckOptions, res *CheckResult) (map[ID]*packDamage, error) {
 	packs := make([]ID, 0, len(r.packs))
 	for id := range r.packs {
 		packs = append(packs, id)
@@ -134,60 +145,66 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, users map[I
 		n := (len(packs)*p + 99) / 100
 		packs = packs[:n]
 	}
-	// Which chunks the index places in each pack.
-	inPack := map[ID][]ID{}
-	r.index.Each(func(h ID, loc Location) {
-		inPack[loc.Pack] = append(inPack[loc.Pack], h)
-	})
 	limit := 2*int64(r.Config.PackSize) + packSlack
+	damaged := map[ID]*packDamage{}
 	for i, id := range packs {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		data, err := backend.LoadAll(ctx, r.B, packName(id), limit)
 		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
-			return err
+			return nil, err
 		}
 		res.PacksRead++
 		res.BytesRead += int64(len(data))
 		if opt.Progress != nil {
 			opt.Progress(i+1, len(packs))
 		}
-		res.Problems = append(res.Problems, r.checkPack(id, data, err, inPack[id], users)...)
+		d, headerProblem := r.checkPack(id, data, err)
+		if headerProblem != nil {
+			res.Problems = append(res.Problems, *headerProblem)
+		}
+		if d != nil {
+			damaged[id] = d
+		}
 	}
-	return nil
+	return damaged, nil
+}
+
+// indexedIn lists the chunks the index places in pack id (a scan of the
+// index: only for a pack whose own header cannot be trusted).
+func (r *Repository) indexedIn(id ID) []ID {
+	var hs []ID
+	r.index.Each(func(h ID, loc Location) {
+		if loc.Pack == id {
+			hs = append(hs, h)
+		}
+	})
+	return hs
 }
 
 // checkPack checks one downloaded pack (or the error reading it): every
 // chunk against its hash, the header against the pack's name. It returns
-// one problem per backup with damaged chunks in it (and one for the pack
-// when its header is damaged).
-func (r *Repository) checkPack(id ID, data []byte, err error, indexed []ID, users map[ID][]string) []Problem {
-	var problems []Problem
-	var raw []byte
-	// bad collects the chunks of this pack that cannot be read, and
-	// reports them as one problem per affected backup.
-	badChunks := map[string]int{}
-	var firstErr string
+// the damaged chunks (nil if none) and, for a damaged header, a problem
+// naming the pack.
+func (r *Repository) checkPack(id ID, data []byte, err error) (*packDamage, *Problem) {
+	d := &packDamage{}
 	bad := func(h ID, msg string) {
-		if firstErr == "" {
-			firstErr = msg
+		if d.firstErr == "" {
+			d.firstErr = msg
 		}
-		if len(users[h]) == 0 {
-			badChunks[""]++
-		}
-		for _, b := range users[h] {
-			badChunks[b]++
-		}
+		d.bad = append(d.bad, h)
 	}
+	var header *Problem
+	var raw []byte
 	if err != nil {
-		for _, h := range indexed {
+		for _, h := range r.indexedIn(id) {
 			bad(h, fmt.Sprintf("unreadable: %v", err))
 		}
 	} else if entries, perr := pack.Parse(data, id, r.Config.Version); perr != nil {
 		// The pack is damaged: say which chunks are affected, checking
 		// each indexed chunk on its own.
-		for _, h := range indexed {
+		for _, h := range r.indexedIn(id) {
 			loc, _ := r.index.Get(h)
 			end := int64(loc.Offset) + int64(loc.Stored)
 			if end > int64(len(data)) {
@@ -200,7 +217,7 @@ func (r *Repository) checkPack(id ID, data []byte, err error, indexed []ID, user
 		}
 		// The pack itself too: even when every chunk reads, prune
 		// cannot repack it and a push cannot recover it unindexed.
-		problems = append(problems, Problem{Pack: id.String(), Msg: perr.Error()})
+		header = &Problem{Pack: id.String(), Msg: perr.Error()}
 	} else {
 		for _, e := range entries {
 			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
@@ -209,17 +226,73 @@ func (r *Repository) checkPack(id ID, data []byte, err error, indexed []ID, user
 			}
 		}
 	}
-	names := make([]string, 0, len(badChunks))
-	for b := range badChunks {
-		names = append(names, b)
+	if len(d.bad) == 0 {
+		return nil, header
 	}
-	sort.Strings(names)
-	for _, b := range names {
-		msg := fmt.Sprintf("pack %s: %d chunks damaged (%s)", id.Short(), badChunks[b], firstErr)
-		if b == "" {
-			msg += "; no backup uses them"
+	return d, header
+}
+
+// attribute reports the damaged chunks as one problem per damaged pack
+// and backup that uses any of them (and one for those no backup uses),
+// reading the manifests a second time instead of holding, for every
+// chunk, the backups that use it.
+func (r *Repository) attribute(ctx context.Context, backups []Backup, damaged map[ID]*packDamage, res *CheckResult) error {
+	inPack := map[ID]ID{} // damaged chunk -> its pack
+	for id, d := range damaged {
+		for _, h := range d.bad {
+			inPack[h] = id
 		}
-		problems = append(problems, Problem{Backup: b, Pack: id.String(), Msg: msg})
 	}
-	return problems
+	counts := map[ID]map[string]int{} // pack -> backup -> damaged chunks it uses
+	used := map[ID]bool{}
+	for _, b := range backups {
+		m, err := r.Manifest(ctx, b)
+		if errors.Is(err, ErrCorruptObject) {
+			continue // reported already
+		}
+		if err != nil {
+			return err
+		}
+		seen := map[ID]bool{}
+		for _, c := range m.Chunks {
+			h := ID(c.Hash)
+			p, ok := inPack[h]
+			if !ok || seen[h] {
+				continue
+			}
+			seen[h], used[h] = true, true
+			if counts[p] == nil {
+				counts[p] = map[string]int{}
+			}
+			counts[p][b.Name]++
+		}
+	}
+	for h, p := range inPack {
+		if !used[h] {
+			if counts[p] == nil {
+				counts[p] = map[string]int{}
+			}
+			counts[p][""]++
+		}
+	}
+	ids := make([]ID, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return index.Compare(&ids[i], &ids[j]) < 0 })
+	for _, id := range ids {
+		names := make([]string, 0, len(counts[id]))
+		for b := range counts[id] {
+			names = append(names, b)
+		}
+		sort.Strings(names)
+		for _, b := range names {
+			msg := fmt.Sprintf("pack %s: %d chunks damaged (%s)", id.Short(), counts[id][b], damaged[id].firstErr)
+			if b == "" {
+				msg += "; no backup uses them"
+			}
+			res.Problems = append(res.Problems, Problem{Backup: b, Pack: id.String(), Msg: msg})
+		}
+	}
+	return nil
 }

@@ -95,7 +95,7 @@ type gcRun struct {
 	opt GCOptions
 	res *GCResult
 
-	used       map[ID]bool   // chunks a kept backup references
+	used       index.Marks   // chunks a kept backup references, by index position
 	all        []index.Entry // every entry of every readable index object
 	indexNames []string      // the readable index objects
 	badIndex   []string      // damaged index objects: derived data, rebuilt from the packs' headers
@@ -163,7 +163,7 @@ func (g *gcRun) plan() {
 			continue
 		}
 		u.total += int64(e.Stored)
-		if loc, ok := g.r.index.Get(e.Hash); ok && g.used[e.Hash] && loc.Pack == e.Pack && loc.Offset == e.Offset {
+		if loc, ok := g.r.index.Get(e.Hash); ok && g.r.isUsed(g.used, e.Hash) && loc.Pack == e.Pack && loc.Offset == e.Offset {
 			u.used += int64(e.Stored)
 		}
 	}
@@ -246,10 +246,14 @@ func (g *gcRun) count() {
 func (g *gcRun) commit(ctx context.Context) error {
 	r := g.r
 	var live []index.Entry
-	for h := range g.used {
-		if loc, ok := g.moved[h]; ok {
-			live = append(live, index.Entry{Hash: h, Location: loc})
-		} else if loc, ok := r.index.Get(h); ok && !g.gone[loc.Pack] {
+	for i := range r.index.Positions() {
+		if !g.used.Has(i) {
+			continue
+		}
+		h, loc := r.index.At(i)
+		if moved, ok := g.moved[h]; ok {
+			live = append(live, index.Entry{Hash: h, Location: moved})
+		} else if !g.gone[loc.Pack] {
 			live = append(live, index.Entry{Hash: h, Location: loc})
 		}
 	}
@@ -277,7 +281,7 @@ func (g *gcRun) commit(ctx context.Context) error {
 
 // usedChunks returns the chunks that the backups (but those in without)
 // reference, and the names of backups whose manifest cannot be read.
-func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]bool, []string, error) {
+func (r *Repository) usedChunks(ctx context.Context, without []Backup) (index.Marks, []string, error) {
 	backups, err := r.Backups(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -286,7 +290,7 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]b
 	for _, b := range without {
 		skip[b.Name] = true
 	}
-	used := map[ID]bool{}
+	used := index.NewMarks(r.index.Positions())
 	var unreadable []string
 	for _, b := range backups {
 		if skip[b.Name] {
@@ -302,7 +306,9 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]b
 			return nil, nil, err
 		}
 		for _, c := range m.Chunks {
-			used[ID(c.Hash)] = true
+			if i, ok := r.index.Pos(ID(c.Hash)); ok {
+				used.Set(i)
+			}
 		}
 	}
 	return used, unreadable, nil
@@ -312,7 +318,7 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (map[ID]b
 // each chunk against its hash, and records their new places in moved. It
 // returns the new packs (stored and checked) and the packs it could not
 // read or found damaged, which the caller keeps.
-func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, moved map[ID]Location) (map[ID]int64, []ID, error) {
+func (r *Repository) repack(ctx context.Context, ids []ID, used index.Marks, moved map[ID]Location) (map[ID]int64, []ID, error) {
 	newPacks := map[ID]int64{}
 	var failed []ID
 	var pb pack.Builder
@@ -351,7 +357,7 @@ func (r *Repository) repack(ctx context.Context, ids []ID, used map[ID]bool, mov
 		var blobs []pack.Entry
 		for _, e := range entries {
 			loc, ok := r.index.Get(e.Hash)
-			if !used[e.Hash] || !ok || loc.Pack != pid || loc.Offset != e.Offset {
+			if !ok || !r.isUsed(used, e.Hash) || loc.Pack != pid || loc.Offset != e.Offset {
 				continue
 			}
 			if _, err = pack.DecodeBlob(data[e.Offset:e.Offset+e.Stored], loc, e.Hash, nil); err != nil {
@@ -439,4 +445,10 @@ func (r *Repository) allEntries(ctx context.Context) ([]index.Entry, []string, e
 		read = append(read, n)
 	}
 	return all, read, nil
+}
+
+// isUsed reports whether chunk h is marked in used.
+func (r *Repository) isUsed(used index.Marks, h ID) bool {
+	i, ok := r.index.Pos(h)
+	return ok && used.Has(i)
 }

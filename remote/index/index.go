@@ -300,3 +300,39 @@ func (x *Index) Has(h ID) bool {
 
 // Compare orders IDs as bytes.Compare does (quickly).
 func Compare(a, b *ID) int { return compareID(a, b) }
+
+// Pos returns the position of chunk h among the entries loaded before
+// Freeze (chunks added after it have none): with Marks, a set of chunks
+// at one bit each.
+func (x *Index) Pos(h ID) (int, bool) {
+	if !x.frozen {
+		return 0, false
+	}
+	p := int(h[0])<<8 | int(h[1])
+	lo, hi := int(x.starts[p]), int(x.starts[p+1])
+	i, ok := slices.BinarySearchFunc(x.sorted[lo:hi], h, func(e sortedEntry, h ID) int { return compareID(&e.h, &h) })
+	return lo + i, ok
+}
+
+// Positions is the number of positions (entries loaded before Freeze).
+func (x *Index) Positions() int { return len(x.sorted) }
+
+// At returns the chunk at position i and its location.
+func (x *Index) At(i int) (ID, Location) {
+	e := x.sorted[i]
+	return e.h, x.unpack(e.l)
+}
+
+// Marks is a set of positions of an Index, one bit each: garbage
+// collection marks the chunks in use in it, at 1/8 byte a chunk instead of
+// a map's hundred.
+type Marks []uint64
+
+// NewMarks returns an empty set for n positions.
+func NewMarks(n int) Marks { return make(Marks, (n+63)/64) }
+
+// Set marks position i.
+func (m Marks) Set(i int) { m[i/64] |= 1 << (i % 64) }
+
+// Has reports whether position i is marked.
+func (m Marks) Has(i int) bool { return m[i/64]&(1<<(i%64)) != 0 }

@@ -108,3 +108,39 @@ func TestChunkIndexLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestPosAndMarks: every loaded chunk has a position that At gives back;
+// absent chunks have none; marks hold what was set.
+func TestPosAndMarks(t *testing.T) {
+	x := New()
+	var hs []ID
+	for i := range 5000 {
+		var h ID
+		binary.BigEndian.PutUint64(h[:], uint64(i)*0x9e3779b97f4a7c15)
+		hs = append(hs, h)
+		x.Load(h, Location{Offset: uint32(i)})
+	}
+	x.Freeze()
+	m := NewMarks(x.Positions())
+	for i, h := range hs {
+		p, ok := x.Pos(h)
+		if !ok {
+			t.Fatalf("chunk %d has no position", i)
+		}
+		if g, l := x.At(p); g != h || l.Offset != uint32(i) {
+			t.Fatalf("At(Pos(%d)) = %v %d", i, g, l.Offset)
+		}
+		if i%3 == 0 {
+			m.Set(p)
+		}
+	}
+	for i, h := range hs {
+		p, _ := x.Pos(h)
+		if m.Has(p) != (i%3 == 0) {
+			t.Fatalf("mark of chunk %d", i)
+		}
+	}
+	if _, ok := x.Pos(ID{0xff, 0xff, 1}); ok {
+		t.Fatal("an absent chunk has a position")
+	}
+}
