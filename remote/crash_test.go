@@ -139,6 +139,26 @@ func (w *crashWorld) prune(ctx context.Context, b backend.Backend) error {
 	return err
 }
 
+// repair runs 'vmasync repair --read-data' (a garbage index object is
+// planted first, so that there is something to set aside).
+func (w *crashWorld) repair(ctx context.Context, b backend.Backend) error {
+	garbage := []byte("not an index")
+	if err := b.Save(ctx, indexName(ID(sha256.Sum256(garbage))), garbage); err != nil {
+		return err
+	}
+	r, err := w.open(ctx, b)
+	if err != nil {
+		return err
+	}
+	l, err := r.Lock(ctx, true, "repair", 0)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	_, err = r.Repair(l.Context(), RepairOptions{ReadData: true})
+	return err
+}
+
 // phase is one step of the scenario; run runs it on b and reports the
 // backups it completed.
 type phase struct {
@@ -158,6 +178,9 @@ func (w *crashWorld) phases() []phase {
 		}},
 		{name: "prune", prunes: true, run: func(ctx context.Context, b backend.Backend, done func(string)) error {
 			return w.prune(ctx, b)
+		}},
+		{name: "repair", run: func(ctx context.Context, b backend.Backend, done func(string)) error {
+			return w.repair(ctx, b)
 		}},
 		{name: "overlapping pushes", run: func(ctx context.Context, b backend.Backend, done func(string)) error {
 			// Two processes push night 3 at once; the faulty backend is
