@@ -95,11 +95,10 @@ type gcRun struct {
 	opt GCOptions
 	res *GCResult
 
-	used       index.Marks   // chunks a kept backup references, by index position
-	all        []index.Entry // every entry of every readable index object
-	indexNames []string      // the readable index objects
-	badIndex   []string      // damaged index objects: derived data, rebuilt from the packs' headers
-	keep       map[ID]bool   // damaged packs: never deleted or repacked by GC
+	used       index.Marks // chunks a kept backup references, by index position
+	indexNames []string    // the readable index objects
+	badIndex   []string    // damaged index objects: derived data, rebuilt from the packs' headers
+	keep       map[ID]bool // damaged packs: never deleted or repacked by GC
 
 	use          map[ID]*packUse
 	drop, repack []ID
@@ -108,6 +107,8 @@ type gcRun struct {
 	newPacks     map[ID]int64
 }
 
+// packUse is a pack's bytes (its listed size) and the bytes of the used
+// chunks the index places in it.
 type packUse struct{ used, total int64 }
 
 // load reads the index, the manifests and every index object; with an
@@ -122,7 +123,8 @@ func (g *gcRun) load(ctx context.Context) error {
 		return err
 	}
 	g.used = used
-	if g.all, g.indexNames, err = r.allEntries(ctx); err != nil {
+	names, err := r.indexObjects(ctx)
+	if err != nil {
 		return err
 	}
 	g.keep = map[ID]bool{}
@@ -134,6 +136,11 @@ func (g *gcRun) load(ctx context.Context) error {
 			g.res.Kept = append(g.res.Kept, d.Object)
 		case "index":
 			g.badIndex = append(g.badIndex, d.Object)
+		}
+	}
+	for _, n := range names { // the readable index objects, replaced at the end
+		if !slices.Contains(g.badIndex, n) {
+			g.indexNames = append(g.indexNames, n)
 		}
 	}
 	for _, size := range r.packs {
@@ -151,31 +158,33 @@ func (g *gcRun) load(ctx context.Context) error {
 // (a share of at least RepackThreshold unused), counting for each used
 // chunk the one location the index holds.
 func (g *gcRun) plan() {
+	r := g.r
 	g.use = map[ID]*packUse{}
-	for id := range g.r.packs {
-		if !g.keep[id] {
-			g.use[id] = &packUse{}
+	for id, size := range r.packs {
+		if !g.keep[id] && r.indexed[id] {
+			g.use[id] = &packUse{total: size}
 		}
 	}
-	for _, e := range g.all {
-		u := g.use[e.Pack]
-		if u == nil {
+	// The bytes in use in each pack: of each used chunk, the one place
+	// the index holds. The index is walked, no index object read again.
+	for i := range r.index.Positions() {
+		if !g.used.Has(i) {
 			continue
 		}
-		u.total += int64(e.Stored)
-		if loc, ok := g.r.index.Get(e.Hash); ok && g.r.isUsed(g.used, e.Hash) && loc.Pack == e.Pack && loc.Offset == e.Offset {
-			u.used += int64(e.Stored)
+		_, loc := r.index.At(i)
+		if u := g.use[loc.Pack]; u != nil {
+			u.used += int64(loc.Stored)
 		}
 	}
+	// Packs that are listed but in no index and have no readable header
+	// are not in use: LoadIndex reported them as damaged, and GC never
+	// deletes what it did not prove unreferenced.
 	g.gone = map[ID]bool{}
 	for id, u := range g.use {
 		switch {
-		case u.used == 0 && u.total > 0:
+		case u.used == 0:
 			g.drop = append(g.drop, id)
 			g.gone[id] = true
-		case u.used == 0:
-			// Listed but in no index and no readable header: LoadIndex
-			// reported it as damaged; never deleted unproven.
 		case float64(u.total-u.used) >= g.opt.RepackThreshold*float64(u.total):
 			g.repack = append(g.repack, id)
 			g.gone[id] = true
@@ -420,31 +429,6 @@ func (r *Repository) removeTemps(ctx context.Context) (int, error) {
 		}
 	}
 	return len(temps), nil
-}
-
-// allEntries reads every readable index object and returns all entries
-// (including duplicates and entries of removed packs) and the names of
-// the objects read. Damaged index objects are left out (LoadIndex
-// reported them; their packs were indexed again from their headers).
-func (r *Repository) allEntries(ctx context.Context) ([]index.Entry, []string, error) {
-	names, err := r.indexObjects(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	var all []index.Entry
-	var read []string
-	for _, n := range names {
-		e, err := r.readIndexObject(ctx, n)
-		if errors.Is(err, ErrCorruptObject) || errors.Is(err, backend.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		all = append(all, e...)
-		read = append(read, n)
-	}
-	return all, read, nil
 }
 
 // isUsed reports whether chunk h is marked in used.

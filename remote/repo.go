@@ -47,8 +47,9 @@ type Repository struct {
 	damage  []Damage
 	dropped int
 	// recovered holds the packs the last LoadIndex read back from their
-	// headers (left unindexed by an interrupted push).
-	recovered map[ID]bool
+	// headers (left unindexed by an interrupted push); indexed every pack
+	// with at least one entry in the index.
+	recovered, indexed map[ID]bool
 	// setAside is set when DamagedDir holds objects: repair found damage,
 	// so push checks existing backups against the index (BackupState).
 	hasDamagedDir bool
@@ -325,7 +326,10 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	}
 	idx.Freeze()
 	r.mu.Lock()
-	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir, r.recovered = idx, packs, st.Damaged, st.Dropped, setAside, recovered
+	for id := range recovered {
+		covered[id] = true
+	}
+	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir, r.recovered, r.indexed = idx, packs, st.Damaged, st.Dropped, setAside, recovered, covered
 	r.mu.Unlock()
 	st.Chunks, st.Packs = idx.Len(), len(packs)
 	return st, nil
