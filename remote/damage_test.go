@@ -267,6 +267,14 @@ func TestRepair(t *testing.T) {
 	if len(res.SetAside) != 3 || len(res.Lost) == 0 || len(objectsUnder(mem, DamagedDir+"/")) != 3 {
 		t.Fatalf("repair: %+v", res)
 	}
+	// The flipped byte damaged one blob of the pack: its other chunks were
+	// copied into a new pack before it was set aside.
+	if res.Salvaged == 0 {
+		t.Fatalf("repair salvaged no chunk of the damaged pack")
+	}
+	if dry.Salvaged != res.Salvaged {
+		t.Errorf("dry run counted %d salvageable chunks, repair salvaged %d", dry.Salvaged, res.Salvaged)
+	}
 	if _, err := r.LoadIndex(ctx, true); err != nil {
 		t.Fatal(err)
 	}

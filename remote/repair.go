@@ -52,7 +52,11 @@ type RepairResult struct {
 	Packs, IndexWritten, IndexRemoved int
 	// TempRemoved counts temporary objects of interrupted uploads removed.
 	TempRemoved int
-	Lost        []LostBackup
+	// Salvaged counts the chunks of damaged packs that still matched
+	// their hashes and were copied into new packs before the damaged ones
+	// were set aside.
+	Salvaged int
+	Lost     []LostBackup
 }
 
 // Repair rebuilds the repository's bookkeeping from its data, as restic's
@@ -80,21 +84,18 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 	if err != nil {
 		return nil, err
 	}
-	// Every pack's entries, from its own header (and blobs).
-	var entries []index.Entry
-	for _, id := range sortedIDs(packs) {
-		pe, err := r.scanPack(ctx, id, packs[id], opt.ReadData)
-		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
-			return nil, err
-		}
-		if err != nil {
-			res.SetAside = append(res.SetAside, Damage{Object: packName(id), Kind: "pack", Err: err})
-			continue
-		}
-		res.Packs++
-		for _, e := range pe {
-			entries = append(entries, index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
-		}
+	// The old index, quietly (what it finds is reported below): where
+	// the chunks of a pack with a damaged header were.
+	warn := r.Warn
+	r.Warn = func(string) {}
+	_, err = r.LoadIndex(ctx, false)
+	r.Warn = warn
+	if err != nil {
+		return nil, err
+	}
+	entries, err := r.scanAll(ctx, packs, opt, res)
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range indexNames {
 		if _, err := r.readIndexObject(ctx, n); errors.Is(err, ErrCorruptObject) {
@@ -136,6 +137,40 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 		return nil, err
 	}
 	return res, nil
+}
+
+// scanAll returns every pack's entries, from its own header (and with
+// ReadData its blobs), recording damaged packs in res; the chunks of
+// damaged packs that still read are copied into new packs (salvager) and
+// their entries returned too.
+func (r *Repository) scanAll(ctx context.Context, packs map[ID]int64, opt RepairOptions, res *RepairResult) ([]index.Entry, error) {
+	// Every pack's entries, from its own header (and blobs); the chunks of
+	// damaged packs that still read go into new packs (sv).
+	var entries []index.Entry
+	sv := &salvager{r: r, dry: opt.DryRun}
+	for _, id := range sortedIDs(packs) {
+		pe, err := r.scanPack(ctx, id, packs[id], opt.ReadData)
+		if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		if err != nil {
+			res.SetAside = append(res.SetAside, Damage{Object: packName(id), Kind: "pack", Err: err})
+			if err := sv.salvage(ctx, id, packs[id]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		res.Packs++
+		for _, e := range pe {
+			entries = append(entries, index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
+		}
+	}
+	if err := sv.flush(ctx); err != nil {
+		return nil, err
+	}
+	entries = append(entries, sv.entries...)
+	res.Salvaged = sv.chunks
+	return entries, nil
 }
 
 // scanPack returns a pack's entries from its header, checking with
@@ -235,4 +270,85 @@ func sortedIDs(m map[ID]int64) []ID {
 	}
 	slices.SortFunc(ids, func(a, b ID) int { return index.Compare(&a, &b) })
 	return ids
+}
+
+// salvager copies the chunks of damaged packs that still match their
+// hashes into new packs, written (and checked) before the damaged packs
+// are set aside; in a dry run it only counts them.
+type salvager struct {
+	r       *Repository
+	dry     bool
+	pb      pack.Builder
+	entries []index.Entry
+	chunks  int
+	seen    map[ID]bool
+}
+
+// salvage reads pack id whole and keeps every blob that decodes to its
+// hash, found from the pack's own header when it parses, else from the
+// old index's entries for the pack.
+func (s *salvager) salvage(ctx context.Context, id ID, size int64) error {
+	r := s.r
+	data, err := backend.LoadAll(ctx, r.B, packName(id), 2*int64(r.Config.PackSize)+packSlack)
+	if errors.Is(err, backend.ErrTransient) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if err != nil {
+		return nil // nothing to read: nothing to salvage
+	}
+	var cands []index.Entry
+	if pe, perr := pack.Parse(data, id, r.Config.Version); perr == nil {
+		for _, e := range pe {
+			cands = append(cands, index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
+		}
+	} else if r.index != nil {
+		for _, h := range r.indexedIn(id) {
+			loc, _ := r.index.Get(h)
+			cands = append(cands, index.Entry{Hash: h, Location: loc})
+		}
+	}
+	if s.seen == nil {
+		s.seen = map[ID]bool{}
+	}
+	for _, c := range cands {
+		end := int64(c.Offset) + int64(c.Stored)
+		if end > int64(len(data)) || s.seen[c.Hash] {
+			continue
+		}
+		blob := data[c.Offset:end]
+		if _, err := pack.DecodeBlob(blob, c.Location, c.Hash, nil); err != nil {
+			continue
+		}
+		s.seen[c.Hash] = true
+		s.chunks++
+		if s.dry {
+			s.entries = append(s.entries, index.Entry{Hash: c.Hash}) // for judging only
+			continue
+		}
+		s.pb.Add(c.Hash, int(c.Raw), c.Type, blob)
+		if s.pb.Len() >= r.Config.PackSize {
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush stores the pack being built, checks it, and records its entries.
+func (s *salvager) flush(ctx context.Context) error {
+	if s.dry || s.pb.Len() == 0 {
+		return nil
+	}
+	data, id, pe := s.pb.Finish(s.r.Config.Version)
+	if _, err := s.r.saveContent(ctx, packName(id), data); err != nil {
+		return err
+	}
+	if err := s.r.verifySize(ctx, packName(id), int64(len(data))); err != nil {
+		return err
+	}
+	for _, e := range pe {
+		s.entries = append(s.entries, index.Entry{Hash: e.Hash, Location: Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}})
+	}
+	return nil
 }

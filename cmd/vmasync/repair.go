@@ -18,11 +18,12 @@ func repairCommand(e *env) *cli.Command {
 		Description: "repair holds the exclusive lock (as prune does), reads every pack's header\n" +
 			"(with --read-data every chunk too), and moves what is damaged (packs that do not\n" +
 			"read, index objects that do not match their names, manifests that do not parse)\n" +
-			"under damaged/ on the remote, never deleting it. It writes a new index of every\n" +
-			"readable pack, removes the old index objects, and lists the backups that lost\n" +
-			"data, with the local dump (from --dump-dir) whose 'vmasync push' stores each\n" +
-			"again. The next push does that by itself for the dumps it finds. Exit 1 when\n" +
-			"backups lost data and no dump was found for some of them.",
+			"under damaged/ on the remote, never deleting it; the chunks of a damaged pack\n" +
+			"that still match their hashes are copied into a new pack first. It writes a\n" +
+			"new index of every readable pack, removes the old index objects, and lists the\n" +
+			"backups that lost data, with the local dump (from --dump-dir) whose 'vmasync\n" +
+			"push' stores each again. The next push does that by itself for the dumps it\n" +
+			"finds. Exit 1 when backups lost data and no dump was found for some of them.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "download every pack and check every chunk (without it, damage inside a chunk is not seen)"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "say what would be done, change nothing"},
@@ -78,8 +79,8 @@ func repairCommand(e *env) *cli.Command {
 				if dry {
 					fmt.Fprintf(e.stderr, "%d readable packs; would set aside %d objects; nothing changed\n", res.Packs, len(res.SetAside))
 				} else {
-					fmt.Fprintf(e.stderr, "index rebuilt from %d packs (%d index objects written, %d removed); %d objects set aside under %s/, %d temporary objects removed\n",
-						res.Packs, res.IndexWritten, res.IndexRemoved, len(res.SetAside), remote.DamagedDir, res.TempRemoved)
+					fmt.Fprintf(e.stderr, "index rebuilt from %d packs (%d index objects written, %d removed); %d objects set aside under %s/, %d chunks of damaged packs salvaged into new packs, %d temporary objects removed\n",
+						res.Packs, res.IndexWritten, res.IndexRemoved, len(res.SetAside), remote.DamagedDir, res.Salvaged, res.TempRemoved)
 				}
 			}
 			if unrestorable > 0 {
