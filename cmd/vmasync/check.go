@@ -24,11 +24,7 @@ func snapshotsCommand(e *env) *cli.Command {
 			&cli.StringSliceFlag{Name: "vmid", Usage: "only VM `ID` (repeatable)"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}
@@ -114,11 +110,7 @@ func checkCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every backup checked with its result on stdout, and what was read"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 2)
+			o, args, err := optsArgs(cCtx, 1, 2)
 			if err != nil {
 				return err
 			}

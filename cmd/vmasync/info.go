@@ -34,11 +34,7 @@ func infoCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object (snake_case keys) instead of text"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}

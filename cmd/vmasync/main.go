@@ -274,6 +274,17 @@ func globalOpts(cCtx *cli.Context) (opts, error) {
 	return o, nil
 }
 
+// optsArgs is the start of every command: the global options, then the
+// positional arguments (checkArgs).
+func optsArgs(cCtx *cli.Context, min, max int) (opts, []string, error) {
+	o, err := globalOpts(cCtx)
+	if err != nil {
+		return o, nil, err
+	}
+	args, err := checkArgs(cCtx, min, max)
+	return o, args, err
+}
+
 // checkArgs checks the number of positional arguments and that none of
 // them looks like an option (urfave/cli stops parsing options at the first
 // argument, so "FILE -v" would otherwise treat -v as a file name).

@@ -44,11 +44,7 @@ func optimizeCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was done"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 2)
+			o, args, err := optsArgs(cCtx, 1, 2)
 			if err != nil {
 				return err
 			}

@@ -88,11 +88,7 @@ func pruneCommand(e *env) *cli.Command {
 
 // pruneAction is vmasync prune: the keep rules, then garbage collection.
 func pruneAction(e *env, cCtx *cli.Context) error {
-	o, err := globalOpts(cCtx)
-	if err != nil {
-		return err
-	}
-	args, err := checkArgs(cCtx, 1, 1)
+	o, args, err := optsArgs(cCtx, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -233,11 +229,7 @@ func unlockCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "all", Usage: "remove all locks, also live ones"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}

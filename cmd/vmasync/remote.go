@@ -153,11 +153,7 @@ func initCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}
@@ -233,11 +229,7 @@ func pullCommand(e *env) *cli.Command {
 			if len(cCtx.StringSlice("disk")) > 0 {
 				return pullDisks(e, cCtx)
 			}
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 2, 3)
+			o, args, err := optsArgs(cCtx, 2, 3)
 			if err != nil {
 				return err
 			}

@@ -30,11 +30,7 @@ func repairCommand(e *env) *cli.Command {
 			&cli.PathFlag{Name: "dump-dir", Usage: "the vzdump dump `DIR` to look for dumps that restore lost backups"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}

@@ -107,11 +107,7 @@ func reportCommand(e *env) *cli.Command {
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a streamed archive, in `BYTES`"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 2, 2)
+			o, args, err := optsArgs(cCtx, 2, 2)
 			if err != nil {
 				return err
 			}
@@ -399,11 +395,7 @@ func manifestCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 1, 1)
+			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {
 				return err
 			}

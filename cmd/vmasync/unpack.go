@@ -35,11 +35,7 @@ func unpackCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list the files written with their sizes"},
 		},
 		Action: func(cCtx *cli.Context) error {
-			o, err := globalOpts(cCtx)
-			if err != nil {
-				return err
-			}
-			args, err := checkArgs(cCtx, 2, 2)
+			o, args, err := optsArgs(cCtx, 2, 2)
 			if err != nil {
 				return err
 			}
