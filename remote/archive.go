@@ -1,12 +1,11 @@
 package remote
 
 import (
-	"container/list"
 	"context"
 	"fmt"
 	"io"
 	"sort"
-	"sync"
+	"sync/atomic"
 
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/pack"
@@ -14,32 +13,22 @@ import (
 
 // ArchiveReader reads byte ranges of a backup's optimized archive on
 // demand: only the chunks that cover a range are fetched (one ranged read
-// each), each is checked against its SHA-256, and recently read chunks
-// are kept in a bounded cache. It is safe for concurrent use. mount and
-// pull --disk read disks through it.
+// each) and each is checked against its SHA-256. It maps archive offsets
+// to chunks (ChunkAt) for readers with a cache of their own
+// (internal/chunkcache, used by mount and pull --disk). It is safe for
+// concurrent use.
 type ArchiveReader struct {
 	r    *Repository
 	m    *chunkplan.Manifest
 	ends []int64 // ends[i] is the archive offset where chunk i ends
 
-	mu       sync.Mutex
-	cache    map[int]*list.Element // chunk index -> element holding cachedChunk
-	lru      *list.List
-	cached   int64
-	maxCache int64
-	// Fetched counts the bytes read from the backend (stored, compressed).
-	fetched int64
+	fetched atomic.Int64 // bytes read from the backend (stored, compressed)
 }
 
-type cachedChunk struct {
-	i    int
-	data []byte
-}
-
-// OpenArchive returns a reader of the backup m's optimized archive with a
-// cache of at most cacheBytes of chunk data. The index must be loaded.
-func (r *Repository) OpenArchive(m *chunkplan.Manifest, cacheBytes int64) (*ArchiveReader, error) {
-	a := &ArchiveReader{r: r, m: m, ends: make([]int64, len(m.Chunks)), cache: map[int]*list.Element{}, lru: list.New(), maxCache: cacheBytes}
+// OpenArchive returns a reader of the backup m's optimized archive. The
+// index must be loaded.
+func (r *Repository) OpenArchive(m *chunkplan.Manifest) (*ArchiveReader, error) {
+	a := &ArchiveReader{r: r, m: m, ends: make([]int64, len(m.Chunks))}
 	var off int64
 	for i, c := range m.Chunks {
 		if _, ok := r.Lookup(ID(c.Hash)); !ok {
@@ -58,11 +47,7 @@ func (r *Repository) OpenArchive(m *chunkplan.Manifest, cacheBytes int64) (*Arch
 func (a *ArchiveReader) Size() int64 { return int64(a.m.ArchiveSize) }
 
 // Fetched is how many bytes were read from the remote so far.
-func (a *ArchiveReader) Fetched() int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.fetched
-}
+func (a *ArchiveReader) Fetched() int64 { return a.fetched.Load() }
 
 // ChunkAt returns the index of the chunk holding archive offset off and
 // the chunk's start.
@@ -103,17 +88,8 @@ func (a *ArchiveReader) ReadAtContext(ctx context.Context, p []byte, off int64) 
 	return n, nil
 }
 
-// Chunk returns chunk i's bytes (checked against its hash), from the
-// cache or the remote. The slice must not be modified.
+// Chunk fetches chunk i's bytes, checked against its hash.
 func (a *ArchiveReader) Chunk(ctx context.Context, i int) ([]byte, error) {
-	a.mu.Lock()
-	if e, ok := a.cache[i]; ok {
-		a.lru.MoveToFront(e)
-		data := e.Value.(*cachedChunk).data
-		a.mu.Unlock()
-		return data, nil
-	}
-	a.mu.Unlock()
 	c := a.m.Chunks[i]
 	h := ID(c.Hash)
 	loc, ok := a.r.Lookup(h)
@@ -124,23 +100,6 @@ func (a *ArchiveReader) Chunk(ctx context.Context, i int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d (%s) in pack %s: %w", i, h.Short(), loc.Pack.Short(), err)
 	}
-	data, err := pack.DecodeBlob(stored, loc, h, nil)
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fetched += int64(len(stored))
-	if _, ok := a.cache[i]; !ok && a.maxCache > 0 {
-		a.cache[i] = a.lru.PushFront(&cachedChunk{i, data})
-		a.cached += int64(len(data))
-		for a.cached > a.maxCache && a.lru.Len() > 1 {
-			e := a.lru.Back()
-			cc := e.Value.(*cachedChunk)
-			a.lru.Remove(e)
-			delete(a.cache, cc.i)
-			a.cached -= int64(len(cc.data))
-		}
-	}
-	return data, nil
+	a.fetched.Add(int64(len(stored)))
+	return pack.DecodeBlob(stored, loc, h, nil)
 }

@@ -30,7 +30,7 @@ func TestArchiveReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := r.OpenArchive(m, 64<<10)
+	a, err := r.OpenArchive(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestArchiveReader(t *testing.T) {
 			mem.Put(name, data)
 		}
 	}
-	fresh, _ := r.OpenArchive(m, 0)
+	fresh, _ := r.OpenArchive(m)
 	if _, err := fresh.ReadAt(make([]byte, 10), a.Size()/2); err == nil {
 		t.Fatal("a damaged chunk was read without an error")
 	}

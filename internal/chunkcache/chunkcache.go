@@ -82,7 +82,7 @@ type Archive struct {
 // Open returns backup m's archive read through c. The repository's index
 // must be loaded.
 func (c *Cache) Open(r *remote.Repository, m *chunkplan.Manifest, name string) (*Archive, error) {
-	a, err := r.OpenArchive(m, 0) // the shared cache is ours
+	a, err := r.OpenArchive(m) // the shared cache is ours
 	if err != nil {
 		return nil, err
 	}
