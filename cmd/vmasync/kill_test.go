@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/rclone/rclone/cmd/serve/sftp" // registers serve/start type sftp
+	"github.com/rclone/rclone/fs/config/obscure"
+	"github.com/rclone/rclone/fs/rc"
 
 	"github.com/vmasync/vmasync/vma/vmatest"
 )
@@ -21,11 +27,44 @@ import (
 // After the kills, the next push and prune succeed, check --read-data is
 // clean, and every backup kept pulls byte-exactly.
 func TestKillAnywhere(t *testing.T) {
+	t.Run("local", func(t *testing.T) { killAnywhere(t, filepath.Join(t.TempDir(), "remote"), "") })
+	t.Run("sftp", func(t *testing.T) {
+		// rclone's SFTP server in this process; the killed binary talks to
+		// it over 127.0.0.1, so a kill cuts an upload off mid-transfer.
+		if _, err := exec.LookPath("ssh-keygen"); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("ssh-keygen missing in CI (.ci/run installs openssh-server, which brings it)")
+			}
+			t.Skip("ssh-keygen not installed")
+		}
+		key := filepath.Join(t.TempDir(), "host")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+		served := t.TempDir()
+		ctx := context.Background()
+		out, err := rc.Calls.Get("serve/start").Fn(ctx, rc.Params{"type": "sftp", "fs": served, "addr": "127.0.0.1:0",
+			"user": "vm", "pass": "secret", "authorized_keys": "", "key": []string{key}})
+		if err != nil {
+			t.Fatalf("serve/start sftp: %v", err)
+		}
+		t.Cleanup(func() { _, _ = rc.Calls.Get("serve/stop").Fn(ctx, rc.Params{"id": out["id"]}) })
+		host, port, _ := net.SplitHostPort(out["addr"].(string))
+		rem := fmt.Sprintf(":sftp,host=%s,port=%s,user=vm,pass=%s,known_hosts_file=none:pve", host, port, obscure.MustObscure("secret"))
+		killAnywhere(t, rem, filepath.Join(served, "pve"))
+	})
+}
+
+// killAnywhere runs the kill scenario against rem; dir is the remote's
+// directory on this machine ("" when rem is a local path itself).
+func killAnywhere(t *testing.T, rem, dir string) {
 	bin := builtBinary(t)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d", seed)
-	rem := filepath.Join(t.TempDir(), "remote")
+	if dir == "" {
+		dir = rem
+	}
 	var nights []string
 	want := map[string]string{} // backup stem -> optimized archive
 	for night := range 3 {
@@ -94,7 +133,7 @@ func TestKillAnywhere(t *testing.T) {
 		}
 	}
 	var temps []string
-	filepath.Walk(rem, func(p string, fi os.FileInfo, err error) error {
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && strings.Contains(p, ".tmp-") && !strings.Contains(p, "/locks/") {
 			temps = append(temps, p)
 		}
