@@ -40,6 +40,9 @@ type LockInfo struct {
 }
 
 func (l LockInfo) String() string {
+	if l.PID == 0 && l.Time.IsZero() { // unreadable, or a temporary object
+		return l.Command
+	}
 	kind := "shared"
 	if l.Exclusive {
 		kind = "exclusive"
@@ -194,8 +197,9 @@ func (r *Repository) Locks(ctx context.Context) ([]LockInfo, error) {
 	return out, nil
 }
 
-// RemoveLocks removes stale locks (all locks with all set) and returns
-// what it removed.
+// RemoveLocks removes stale locks (all locks with all set, and then also
+// the temporary objects of interrupted lock saves) and returns what it
+// removed.
 func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]LockInfo, error) {
 	locks, err := r.Locks(ctx)
 	if err != nil {
@@ -208,6 +212,26 @@ func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]LockInfo, err
 				return removed, err
 			}
 			removed = append(removed, l)
+		}
+	}
+	if all {
+		// With no vmasync command running, the temporary objects of lock
+		// saves that were killed are litter too.
+		var temps []string
+		err := r.B.List(ctx, LocksDir, func(e backend.Entry) error {
+			if backend.IsTemp(e.Name) {
+				temps = append(temps, e.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		for _, n := range temps {
+			if err := r.B.Remove(ctx, n); err != nil {
+				return removed, err
+			}
+			removed = append(removed, LockInfo{Object: n, Command: "temporary lock object " + path.Base(n), Host: "?", Exclusive: true})
 		}
 	}
 	return removed, nil

@@ -114,3 +114,27 @@ func TestSidecarsUnderPVENames(t *testing.T) {
 		t.Fatalf("SidecarPath log = %s", got)
 	}
 }
+
+// TestUnlockAllSweepsTemporaryLocks: the temporary object of a lock save
+// cut short is left by a stale-lock unlock (a live process may be saving
+// it) and removed by unlock --all.
+func TestUnlockAllSweepsTemporaryLocks(t *testing.T) {
+	ctx := context.Background()
+	mem := backend.NewMem()
+	r := openMem(t, mem)
+	tmp := LocksDir + "/20261203T000000Z-h-1-ab.lock" + backend.TempMarker + "cafe"
+	mem.Put(tmp, []byte(`{"exclusive":tru`))
+	if _, err := r.RemoveLocks(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mem.Get(tmp); !ok {
+		t.Fatal("unlock without --all removed a temporary lock object")
+	}
+	removed, err := r.RemoveLocks(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mem.Get(tmp); ok || len(removed) != 1 {
+		t.Fatalf("unlock --all left %s (removed %v)", tmp, removed)
+	}
+}
