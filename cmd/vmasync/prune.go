@@ -224,7 +224,8 @@ func unlockCommand(e *env) *cli.Command {
 		UsageText: "vmasync unlock [--all] [rclone options] REMOTE",
 		Description: "unlock removes the locks of vmasync processes that are gone: on this host, a\n" +
 			"process that no longer runs; elsewhere, a lock not refreshed for 30 minutes.\n" +
-			"--all removes every lock: only when no vmasync command uses the remote.",
+			"--all removes every lock, and the temporary objects of lock saves cut short:\n" +
+			"only when no vmasync command uses the remote.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Usage: "remove all locks, also live ones"},
 		},
