@@ -97,9 +97,10 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range indexNames {
-		if _, err := r.readIndexObject(ctx, n); errors.Is(err, ErrCorruptObject) {
-			res.SetAside = append(res.SetAside, Damage{Object: n, Kind: "index", Err: err})
+	// The damaged index objects LoadIndex found (not read a second time).
+	for _, d := range r.Damage() {
+		if d.Kind == "index" {
+			res.SetAside = append(res.SetAside, d)
 		}
 	}
 	// The new index, in memory, to judge the backups by.
