@@ -5,15 +5,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/rclone/rclone/fs/config/obscure"
 	"github.com/rclone/rclone/fs/rc"
-
-	"github.com/vmasync/vmasync/chunkplan"
-	"github.com/vmasync/vmasync/internal/vzdump"
 )
 
 // TestConcurrentPushes (issue 13.7): two processes push the same dumps
@@ -80,33 +76,11 @@ func TestConcurrentPushes(t *testing.T) {
 }
 
 // pushOnce is one 'vmasync push' process: open or create the repository,
-// take the shared lock, push every dump.
+// take the shared lock, push every dump (as the crash harness's pushes).
 func pushOnce(ctx context.Context, rs string, paths []string) error {
 	b, err := NewFs(ctx, rs)
 	if err != nil {
 		return err
 	}
-	r, _, err := OpenOrInit(ctx, b, chunkplan.DefaultParams())
-	if err != nil {
-		return err
-	}
-	r.Config.PackSize = 64 << 10
-	r.Warn = func(string) {}
-	l, err := r.Lock(ctx, false, "push", 0)
-	if err != nil {
-		return err
-	}
-	defer l.Unlock()
-	ctx = l.Context()
-	if _, err := r.LoadIndex(ctx, true); err != nil {
-		return err
-	}
-	for _, p := range paths {
-		d, _ := vzdump.ParseName(filepath.Base(p))
-		d.Path = p
-		if _, err := r.Push(ctx, d, PushOptions{}); err != nil {
-			return fmt.Errorf("push %s: %w", d.Stem, err)
-		}
-	}
-	return nil
+	return (&crashWorld{packMax: 64 << 10}).push(ctx, b, paths, func(string) {})
 }
