@@ -120,7 +120,7 @@ func Init(ctx context.Context, b backend.Backend, p chunkplan.Params) (*Reposito
 	if err := b.Save(ctx, ConfigName, append(data, '\n')); err != nil {
 		return nil, err
 	}
-	return Open(ctx, b)
+	return openSettled(ctx, b)
 }
 
 // Open opens the repository in b and reads its config. The index is
@@ -140,6 +140,25 @@ func Open(ctx context.Context, b backend.Backend) (*Repository, error) {
 	return newRepository(b, c), nil
 }
 
+// openSettled is Open for a repository just created, here or by another
+// process at the same moment: that process may be replacing the config,
+// and on a remote whose move removes the old object before renaming
+// (SFTP servers without posix-rename) the config is briefly absent, so
+// it looks again for a second before calling it missing.
+func openSettled(ctx context.Context, b backend.Backend) (*Repository, error) {
+	for try := 0; ; try++ {
+		r, err := Open(ctx, b)
+		if !errors.Is(err, ErrNotRepository) || try == 20 {
+			return r, err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // OpenOrInit opens the repository in b, creating it with parameters p if
 // the remote has no config object yet. created reports which happened.
 func OpenOrInit(ctx context.Context, b backend.Backend, p chunkplan.Params) (r *Repository, created bool, err error) {
@@ -147,7 +166,7 @@ func OpenOrInit(ctx context.Context, b backend.Backend, p chunkplan.Params) (r *
 	if errors.Is(err, ErrNotRepository) {
 		r, err = Init(ctx, b, p)
 		if errors.Is(err, ErrExists) { // a concurrent init won
-			r, err = Open(ctx, b)
+			r, err = openSettled(ctx, b)
 			return r, false, err
 		}
 		return r, err == nil, err
@@ -176,7 +195,8 @@ func (r *Repository) list(ctx context.Context, dir string, fn func(e backend.Ent
 
 // saveContent stores a content-named object (pack, index). One that
 // exists already with the right size is another process's complete copy
-// of the same content: it is left alone, never written again.
+// of the same content: it is left alone, never written again, and a save
+// that fails while another process's copy arrives counts as done.
 func (r *Repository) saveContent(ctx context.Context, name string, data []byte) (written bool, err error) {
 	size, err := r.B.Stat(ctx, name)
 	if err == nil && size == int64(len(data)) {
@@ -185,7 +205,17 @@ func (r *Repository) saveContent(ctx context.Context, name string, data []byte) 
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return false, err
 	}
-	return true, r.B.Save(ctx, name, data)
+	if err := r.B.Save(ctx, name, data); err != nil {
+		// Another process saving the same content at the same moment can
+		// make this save fail (its move replaced ours, or removed the
+		// object for a moment); what matters is that the object is there
+		// whole.
+		if size, serr := r.B.Stat(ctx, name); serr == nil && size == int64(len(data)) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // Damage lists the damaged objects the last LoadIndex set aside.

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"time"
 
 	"github.com/rclone/rclone/fs"
@@ -56,7 +57,9 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, fs.ErrorObjectNotFound) || errors.Is(err, fs.ErrorDirNotFound) {
+	// An object removed between finding and opening it: the backends say
+	// so with the operating system's not-exist error (SFTP, local).
+	if errors.Is(err, fs.ErrorObjectNotFound) || errors.Is(err, fs.ErrorDirNotFound) || errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", backend.ErrNotFound, err)
 	}
 	if fserrors.ShouldRetry(err) || fserrors.IsRetryError(err) {
