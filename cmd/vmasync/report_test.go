@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,7 +236,35 @@ func TestReportPredictsRestic(t *testing.T) {
 			t.Fatalf("optimize: %s", errb.String())
 		}
 	}
-	repoOrig, repoOpt := filepath.Join(dir, "repo-orig"), filepath.Join(dir, "repo-opt")
+	// A repository's chunker polynomial is random, and with restic's
+	// 1 MiB chunks on this small pair a few polynomials find no benefit in
+	// optimize at all (the report predicts so, exactly). Those are
+	// recognised from the report's own prediction and the pair is tried
+	// again with fresh repositories; every attempt checks the prediction.
+	for attempt := 1; ; attempt++ {
+		gotOrig, gotOpt, predOrig, predOpt := resticAgainstReport(ctx, t, dir, fmt.Sprint(attempt), a, b)
+		if predOpt >= predOrig && attempt < 4 {
+			t.Logf("attempt %d: the repository's polynomial predicts no benefit (%d vs %d); new repositories", attempt, predOpt, predOrig)
+			continue
+		}
+		// With this pair the benefit depends on the polynomial (measured
+		// from 9 % to 25 % less), so only its direction is asserted;
+		// docs/benchmarks.md has the sizes.
+		if gotOpt >= gotOrig {
+			t.Errorf("test pair shows no benefit of optimize: %d vs %d", gotOpt, gotOrig)
+		}
+		return
+	}
+}
+
+// resticAgainstReport backs up a then b with restic into two new
+// repositories (names ending in tag) sharing one random polynomial, as
+// vzdump wrote them and optimized (a.opt, b.opt), and checks that report
+// --polynomial predicted restic's data_added for b within 1 % + 64 KiB. It
+// returns what restic added and what report predicted.
+func resticAgainstReport(ctx context.Context, t *testing.T, dir, tag, a, b string) (gotOrig, gotOpt, predOrig, predOpt uint64) {
+	t.Helper()
+	repoOrig, repoOpt := filepath.Join(dir, "repo-orig"+tag), filepath.Join(dir, "repo-opt"+tag)
 	resticCmd(ctx, t, dir, repoOrig, "", "init", "--repository-version", "2")
 	resticCmd(ctx, t, dir, repoOpt, "", "init", "--repository-version", "2", "--from-repo", repoOrig, "--copy-chunker-params")
 	out := resticCmd(ctx, t, dir, repoOrig, "", "cat", "config")
@@ -254,9 +283,9 @@ func TestReportPredictsRestic(t *testing.T) {
 
 	r := runReport(t, "--polynomial", polHex, a, b)
 	resticAdded(ctx, t, dir, repoOrig, a)
-	gotOrig := resticAdded(ctx, t, dir, repoOrig, b)
+	gotOrig = resticAdded(ctx, t, dir, repoOrig, b)
 	resticAdded(ctx, t, dir, repoOpt, a+".opt")
-	gotOpt := resticAdded(ctx, t, dir, repoOpt, b+".opt")
+	gotOpt = resticAdded(ctx, t, dir, repoOpt, b+".opt")
 	for _, c := range []struct {
 		col string
 		got uint64
@@ -268,12 +297,7 @@ func TestReportPredictsRestic(t *testing.T) {
 			t.Errorf("%s: restic added %d, report predicted %d (allowed up to %d more)", c.col, c.got, pred, slack)
 		}
 	}
-	// With restic's 1 MiB chunks on this small pair the benefit depends on
-	// the repository's random polynomial (measured from 9 % to 25 % less),
-	// so only its direction is asserted; docs/benchmarks.md has the sizes.
-	if gotOpt >= gotOrig {
-		t.Errorf("test pair shows no benefit of optimize: %d vs %d", gotOpt, gotOrig)
-	}
+	return gotOrig, gotOpt, r.Columns["restic_original"].NewBytes, r.Columns["restic_optimized"].NewBytes
 }
 
 // TestReportErrors checks one-line errors and exit codes.
