@@ -14,6 +14,7 @@ import (
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/tree"
 )
 
 // Backup is one backup stored in the repository.
@@ -90,10 +91,18 @@ func sortBackups(b []Backup) {
 	})
 }
 
-// Manifest downloads and parses a backup's manifest. A manifest that does
-// not parse (or is larger than any manifest can be) is reported as an
-// error wrapping ErrCorruptObject, naming the backup and the object.
-func (r *Repository) Manifest(ctx context.Context, b Backup) (*chunkplan.Manifest, error) {
+// storedManifest is a backup's manifest object as read: a chunkplan
+// manifest with its chunks (repository format 1 and 2), or, in format 3,
+// the manifest without chunks and the root of its chunk tree.
+type storedManifest struct {
+	m    *chunkplan.Manifest
+	tree *tree.Ref
+}
+
+// readManifest downloads and parses a backup's manifest object. One that
+// does not parse (or is larger than any can be) is reported as an error
+// wrapping ErrCorruptObject, naming the backup and the object.
+func (r *Repository) readManifest(ctx context.Context, b Backup) (*storedManifest, error) {
 	data, err := backend.LoadAll(ctx, r.B, b.Object, maxManifest)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrTransient) && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", ErrCorruptObject, err)
@@ -101,11 +110,92 @@ func (r *Repository) Manifest(ctx context.Context, b Backup) (*chunkplan.Manifes
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: reading the manifest %s: %w", b.Name, b.Object, err)
 	}
+	if isRoot(data) {
+		m, t, err := decodeRoot(data)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: manifest %s: %w: %w", b.Name, b.Object, ErrCorruptObject, err)
+		}
+		return &storedManifest{m: m, tree: &t}, nil
+	}
 	m, err := chunkplan.ReadManifest(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: manifest %s: %w: %w", b.Name, b.Object, ErrCorruptObject, err)
 	}
+	return &storedManifest{m: m}, nil
+}
+
+// eachChunk calls v.Chunk for every chunk of the backup in order (and,
+// for a tree, v.Node for its nodes; see tree.Walk). A tree node that is
+// missing or damaged fails it with ErrCorruptObject, naming the backup.
+func (r *Repository) eachChunk(ctx context.Context, b Backup, s *storedManifest, v tree.Visitor) error {
+	if s.tree == nil {
+		if v.Chunk == nil {
+			return nil
+		}
+		for _, c := range s.m.Chunks {
+			if err := v.Chunk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := r.walkTree(ctx, s.m, *s.tree, v); err != nil {
+		return fmt.Errorf("backup %s: chunk list: %w", b.Name, err)
+	}
+	return nil
+}
+
+// Manifest returns a backup's manifest with every chunk: the manifest
+// object itself (format 1 and 2), or built from the backup's root object
+// and its chunk tree (format 3). Damage (of the object or of a tree node)
+// is reported as an error wrapping ErrCorruptObject that names the backup.
+func (r *Repository) Manifest(ctx context.Context, b Backup) (*chunkplan.Manifest, error) {
+	s, err := r.readManifest(ctx, b)
+	if err != nil || s.tree == nil {
+		return s.manifest(), err
+	}
+	m := s.m
+	m.Chunks = make([]chunkplan.ChunkRef, 0, min(s.tree.Chunks, 1<<20))
+	err = r.eachChunk(ctx, b, s, tree.Visitor{Chunk: func(c chunkplan.ChunkRef) error {
+		m.Chunks = append(m.Chunks, c)
+		return nil
+	}})
+	if err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+func (s *storedManifest) manifest() *chunkplan.Manifest {
+	if s == nil {
+		return nil
+	}
+	return s.m
+}
+
+// manifestWhole checks a manifest object without its chunks: a root
+// object parses; a chunkplan manifest is as long as its header says
+// (io.ErrUnexpectedEOF when prefix is too short to tell). damage says
+// what is wrong; err is a failure to read the rest of a root object.
+func manifestWhole(ctx context.Context, b backend.Backend, name string, prefix []byte, size int64) (damage, err error) {
+	if isRoot(prefix) {
+		if size > maxRoot {
+			return fmt.Errorf("%d bytes, a root object has at most %d", size, maxRoot), nil
+		}
+		data := prefix
+		if int64(len(prefix)) < size {
+			if data, err = b.Load(ctx, name, 0, size); err != nil {
+				return nil, err
+			}
+		}
+		_, _, damage = decodeRoot(data)
+		return damage, nil
+	}
+	want, damage := chunkplan.ManifestSize(prefix)
+	if damage == nil && want != size {
+		damage = fmt.Errorf("%d bytes, its header says %d", size, want)
+	}
+	return damage, nil
 }
 
 // Select finds the backup of vmid named by sel: "" or "latest" (the
@@ -188,34 +278,39 @@ func (r *Repository) BackupState(ctx context.Context, vmid, stem string) (st Bac
 	if err != nil {
 		return 0, "", err
 	}
-	want, err := chunkplan.ManifestSize(prefix)
-	if err == nil && want != size {
-		err = fmt.Errorf("%d bytes, its header says %d", size, want)
+	bad, err := manifestWhole(ctx, r.B, name, prefix, size)
+	if err != nil {
+		return 0, "", err
 	}
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return BackupDamaged, fmt.Sprintf("manifest %s is damaged: %v", name, err), nil
+	if bad != nil && !errors.Is(bad, io.ErrUnexpectedEOF) {
+		return BackupDamaged, fmt.Sprintf("manifest %s is damaged: %v", name, bad), nil
 	}
 	r.mu.Lock()
 	suspect := len(r.damage) > 0 || r.dropped > 0 || r.hasDamagedDir
 	r.mu.Unlock()
-	if !suspect && err == nil {
+	if !suspect && bad == nil {
 		return BackupComplete, "", nil
 	}
-	m, err := r.Manifest(ctx, Backup{VMID: vmid, Name: stem, Object: name})
+	b := Backup{VMID: vmid, Name: stem, Object: name}
+	s, err := r.readManifest(ctx, b)
+	missing, total := 0, 0
+	if err == nil {
+		err = r.eachChunk(ctx, b, s, tree.Visitor{Chunk: func(c chunkplan.ChunkRef) error {
+			total++
+			if _, ok := r.Lookup(ID(c.Hash)); !ok {
+				missing++
+			}
+			return nil
+		}})
+	}
 	if errors.Is(err, ErrCorruptObject) {
 		return BackupDamaged, err.Error(), nil
 	}
 	if err != nil {
 		return 0, "", err
 	}
-	missing := 0
-	for _, c := range m.Chunks {
-		if _, ok := r.Lookup(ID(c.Hash)); !ok {
-			missing++
-		}
-	}
 	if missing > 0 {
-		return BackupDamaged, fmt.Sprintf("%d of its %d chunks are no longer stored", missing, len(m.Chunks)), nil
+		return BackupDamaged, fmt.Sprintf("%d of its %d chunks are no longer stored", missing, total), nil
 	}
 	return BackupComplete, "", nil
 }

@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/index"
 	"github.com/vmasync/vmasync/remote/pack"
+	"github.com/vmasync/vmasync/remote/tree"
 )
 
 // CheckOptions tune Check.
@@ -73,39 +75,8 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	res.Packs = len(r.packs)
 	res.Chunks = r.index.Len()
 	for _, b := range backups {
-		m, err := r.Manifest(ctx, b)
-		if errors.Is(err, ErrCorruptObject) {
-			res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: err.Error()})
-			continue
-		}
-		if err != nil {
+		if err := r.checkBackup(ctx, b, res); err != nil {
 			return nil, err
-		}
-		missing := 0
-		var firstMissing int64 = -1
-		short := map[ID]int{}
-		var off int64
-		for _, c := range m.Chunks {
-			h := ID(c.Hash)
-			loc, ok := r.index.Get(h)
-			switch {
-			case !ok:
-				missing++
-				if firstMissing < 0 {
-					firstMissing = off
-				}
-			case loc.Raw != c.Length:
-				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Msg: fmt.Sprintf("indexed with %d bytes, manifest says %d", loc.Raw, c.Length)})
-			case int64(loc.Offset)+int64(loc.Stored) > r.packs[loc.Pack]:
-				short[loc.Pack]++
-			}
-			off += int64(c.Length)
-		}
-		if missing > 0 {
-			res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: fmt.Sprintf("%d of %d chunks are in no index (data missing; the first at byte offset %d); push its dump again or see 'vmasync repair'", missing, len(m.Chunks), firstMissing)})
-		}
-		for id, n := range short {
-			res.Problems = append(res.Problems, Problem{Backup: b.Name, Pack: id.String(), Msg: fmt.Sprintf("%d chunks lie beyond the end of pack %s (%d bytes)", n, id.Short(), r.packs[id])})
 		}
 	}
 	if !opt.ReadData {
@@ -121,6 +92,51 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		}
 	}
 	return res, nil
+}
+
+// checkBackup checks that the index holds every chunk of a backup, with
+// the length its manifest says, within its pack's listed size; reading a
+// chunk tree (format 3) checks every node of it.
+func (r *Repository) checkBackup(ctx context.Context, b Backup, res *CheckResult) error {
+	missing, total := 0, 0
+	var firstMissing int64 = -1
+	short := map[ID]int{}
+	var off int64
+	s, err := r.readManifest(ctx, b)
+	if err == nil {
+		err = r.eachChunk(ctx, b, s, tree.Visitor{Chunk: func(c chunkplan.ChunkRef) error {
+			h := ID(c.Hash)
+			total++
+			loc, ok := r.index.Get(h)
+			switch {
+			case !ok:
+				missing++
+				if firstMissing < 0 {
+					firstMissing = off
+				}
+			case loc.Raw != c.Length:
+				res.Problems = append(res.Problems, Problem{Backup: b.Name, Chunk: h.String(), Msg: fmt.Sprintf("indexed with %d bytes, manifest says %d", loc.Raw, c.Length)})
+			case int64(loc.Offset)+int64(loc.Stored) > r.packs[loc.Pack]:
+				short[loc.Pack]++
+			}
+			off += int64(c.Length)
+			return nil
+		}})
+	}
+	if errors.Is(err, ErrCorruptObject) {
+		res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: err.Error()})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if missing > 0 {
+		res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: fmt.Sprintf("%d of %d chunks are in no index (data missing; the first at byte offset %d); push its dump again or see 'vmasync repair'", missing, total, firstMissing)})
+	}
+	for id, n := range short {
+		res.Problems = append(res.Problems, Problem{Backup: b.Name, Pack: id.String(), Msg: fmt.Sprintf("%d chunks lie beyond the end of pack %s (%d bytes)", n, id.Short(), r.packs[id])})
+	}
+	return nil
 }
 
 // packDamage is what reading one pack found: the chunks that cannot be
@@ -246,25 +262,30 @@ func (r *Repository) attribute(ctx context.Context, backups []Backup, damaged ma
 	counts := map[ID]map[string]int{} // pack -> backup -> damaged chunks it uses
 	used := map[ID]bool{}
 	for _, b := range backups {
-		m, err := r.Manifest(ctx, b)
-		if errors.Is(err, ErrCorruptObject) {
-			continue // reported already
-		}
-		if err != nil {
-			return err
-		}
 		seen := map[ID]bool{}
-		for _, c := range m.Chunks {
-			h := ID(c.Hash)
+		count := func(h ID) {
 			p, ok := inPack[h]
 			if !ok || seen[h] {
-				continue
+				return
 			}
 			seen[h], used[h] = true, true
 			if counts[p] == nil {
 				counts[p] = map[string]int{}
 			}
 			counts[p][b.Name]++
+		}
+		s, err := r.readManifest(ctx, b)
+		if err == nil {
+			err = r.eachChunk(ctx, b, s, tree.Visitor{
+				Node:  func(t tree.Ref) bool { count(ID(t.ID)); return true },
+				Chunk: func(c chunkplan.ChunkRef) error { count(ID(c.Hash)); return nil },
+			})
+		}
+		if errors.Is(err, ErrCorruptObject) {
+			continue // reported already; a damaged tree node was counted
+		}
+		if err != nil {
+			return err
 		}
 	}
 	for h, p := range inPack {

@@ -19,7 +19,7 @@ import (
 // bytes, version 2 by the SHA-256 of its tail (header, CRC, length and
 // magic), which lists every blob's hash and lengths; a push into a
 // version 1 repository keeps naming packs the version 1 way.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Object names and prefixes of the repository layout (docs/repository.md).
 const (

@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/index"
 	"github.com/vmasync/vmasync/remote/pack"
+	"github.com/vmasync/vmasync/remote/tree"
 )
 
 // GCOptions tune GC.
@@ -305,7 +307,15 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (index.Ma
 		if skip[b.Name] {
 			continue
 		}
-		m, err := r.Manifest(ctx, b)
+		s, err := r.readManifest(ctx, b)
+		if err == nil {
+			err = r.eachChunk(ctx, b, s, tree.Visitor{Node: r.markNode(used), Chunk: func(c chunkplan.ChunkRef) error {
+				if i, ok := r.index.Pos(ID(c.Hash)); ok {
+					used.Set(i)
+				}
+				return nil
+			}})
+		}
 		if errors.Is(err, ErrCorruptObject) {
 			r.warnf("%v", err)
 			unreadable = append(unreadable, b.Name)
@@ -314,13 +324,25 @@ func (r *Repository) usedChunks(ctx context.Context, without []Backup) (index.Ma
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, c := range m.Chunks {
-			if i, ok := r.index.Pos(ID(c.Hash)); ok {
-				used.Set(i)
-			}
-		}
 	}
 	return used, unreadable, nil
+}
+
+// markNode marks a node of a chunk tree as used and tells the walk to
+// descend only the first time: below a node seen before, everything is
+// marked already (or the walk failed, and GC stops).
+func (r *Repository) markNode(used index.Marks) func(t tree.Ref) bool {
+	return func(t tree.Ref) bool {
+		i, ok := r.index.Pos(ID(t.ID))
+		if !ok {
+			return true // the walk reports it missing
+		}
+		if used.Has(i) {
+			return false
+		}
+		used.Set(i)
+		return true
+	}
 }
 
 // repack copies the used chunks of the packs ids into new packs, checking

@@ -16,6 +16,8 @@ import (
 	"github.com/vmasync/vmasync/internal/pipe"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote/backend"
+	"github.com/vmasync/vmasync/remote/pack"
+	"github.com/vmasync/vmasync/remote/tree"
 	"github.com/vmasync/vmasync/vma"
 )
 
@@ -62,6 +64,11 @@ type PushResult struct {
 	// Healed is set when the backup was on the remote but damaged (what
 	// was wrong) and this push stored it again.
 	Healed string
+	// Metadata is what was uploaded besides the new chunks' blobs: index
+	// objects, pack headers, chunk tree nodes, sidecars and the manifest.
+	// TreeStored is the bytes of new chunk tree nodes (format 3).
+	Metadata, TreeStored int64
+	TreeNodes            int
 	// ResumedBytes are the shared bytes found in packs that an interrupted
 	// push left without an index (read back from their headers by this
 	// run): stored for this dump before, not saved by deduplication.
@@ -104,11 +111,11 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 	if err != nil {
 		return nil, err
 	}
-	m, up, err := r.pushData(ctx, d, opt, res)
+	m, root, up, err := r.pushData(ctx, d, opt, res)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.commitPush(ctx, d, m, up, opt.DryRun, res); err != nil {
+	if err := r.commitPush(ctx, d, m, root, up, opt.DryRun, res); err != nil {
 		return nil, err
 	}
 	if prev != nil {
@@ -123,12 +130,13 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 }
 
 // pushData runs the stages read → optimize → chunk → compress and pack →
-// upload, and returns the backup's manifest and the uploader, whose
-// index entries are not all written yet.
-func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res *PushResult) (*chunkplan.Manifest, *uploader, error) {
+// upload, and returns the backup's manifest, the root of its chunk tree
+// (format 3; nil before) and the uploader, whose index entries are not
+// all written yet.
+func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res *PushResult) (*chunkplan.Manifest, *tree.Ref, *uploader, error) {
 	in, err := input.Open(ctx, d.Path, input.Options{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer in.Close()
 
@@ -157,9 +165,16 @@ func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res 
 	m := &chunkplan.Manifest{Version: chunkplan.ManifestVersion, Params: r.Params, Source: baseName(d.Path), VMID: d.VMID}
 	run := &pushRun{r: r, res: res, m: m, pending: map[ID]struct{}{}, pendingMax: pendingTrim,
 		cp: newCompressPool(ctx, r.Config.PackSize, opt.Compression, up)}
+	if r.Config.Version >= 3 {
+		run.tw = tree.NewWriter(run.node)
+	}
 	chunkErr := chunkplan.Chunk(pr, r.Params, run.chunk)
 	if run.cur != nil {
 		run.cp.submit(run.cur)
+	}
+	var root *tree.Ref
+	if chunkErr == nil && run.tw != nil {
+		root, chunkErr = run.closeTree()
 	}
 	packErr := run.cp.close(chunkErr == nil)
 	pr.CloseWithError(errChunkingStopped) // unblock the optimizer if chunking failed
@@ -168,14 +183,14 @@ func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res 
 		chunkErr = packErr
 	}
 	if err := pushCause(ctx, up.wait(), optErr, chunkErr); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	whole.Sum(m.ArchiveSHA256[:0])
 	m.BackupTime = optRes.Header.CTime
 	for _, dv := range optRes.Header.Devices {
 		m.Devices = append(m.Devices, chunkplan.Device{Name: dv.Name, Size: dv.Size})
 	}
-	return m, up, nil
+	return m, root, up, nil
 }
 
 // optimizeDump optimizes the opened dump into w, reporting progress as
@@ -191,19 +206,26 @@ func optimizeDump(ctx context.Context, in *input.Input, w io.Writer, opt PushOpt
 
 // commitPush writes what makes the backup visible, in this order: the
 // last part of the index of everything this push stored, the sidecars,
-// then the manifest.
-func (r *Repository) commitPush(ctx context.Context, d Dump, m *chunkplan.Manifest, up *uploader, dry bool, res *PushResult) error {
+// then the manifest (format 3: the root object of the chunk tree root).
+func (r *Repository) commitPush(ctx context.Context, d Dump, m *chunkplan.Manifest, root *tree.Ref, up *uploader, dry bool, res *PushResult) error {
 	res.ArchiveBytes = int64(m.ArchiveSize)
 	res.Chunks = len(m.Chunks)
-	res.StoredBytes, res.Packs = up.stored, up.packs
+	res.StoredBytes, res.Packs = up.stored-res.TreeStored, up.packs
 	var mbuf bytes.Buffer
-	if _, err := m.WriteTo(&mbuf); err != nil {
+	if root != nil {
+		b, err := encodeRoot(m, *root)
+		if err != nil {
+			return err
+		}
+		mbuf.Write(b)
+	} else if _, err := m.WriteTo(&mbuf); err != nil {
 		return err
 	}
 	if err := up.writeIndex(ctx, up.entries); err != nil {
 		return err
 	}
 	res.Uploaded = up.uploaded + int64(mbuf.Len())
+	res.Metadata = res.Uploaded - res.StoredBytes
 	if dry {
 		return nil
 	}
@@ -252,31 +274,31 @@ type pushRun struct {
 	// stream order, so a pack's content does not depend on scheduling.
 	cp  *compressPool
 	cur *blobBatch
+	// tw builds the chunk tree (format 3), whose new nodes go into meta,
+	// packs of their own, so that a tree is read with few requests.
+	tw   *tree.Writer
+	meta pack.Builder
 }
 
 func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
 	p.m.Chunks = append(p.m.Chunks, c)
 	p.m.ArchiveSize += uint64(c.Length)
+	if p.tw != nil {
+		if err := p.tw.Add(c); err != nil {
+			return err
+		}
+	}
 	h := ID(c.Hash)
-	if loc, ok := p.r.Lookup(h); ok {
+	isNew, resumed := p.isNew(h)
+	if !isNew {
 		p.res.SharedBytes += int64(c.Length)
-		if p.r.recovered[loc.Pack] {
+		if resumed {
 			p.res.ResumedBytes += int64(c.Length)
 		}
 		return nil
 	}
-	n := len(p.pending)
-	p.pending[h] = struct{}{} // one map probe: the length tells whether h was there
-	if len(p.pending) == n {
-		p.res.SharedBytes += int64(c.Length)
-		return nil
-	}
 	p.res.NewBytes += int64(c.Length)
 	p.res.NewChunks++
-	if len(p.pending) >= p.pendingMax {
-		p.pending = p.r.unindexed(p.pending)
-		p.pendingMax = max(pendingTrim, 2*len(p.pending))
-	}
 	if p.cur != nil && len(p.cur.raw)+len(data) > batchBytes {
 		p.cp.submit(p.cur)
 		p.cur = nil
@@ -289,6 +311,57 @@ func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
 	}
 	p.cur.add(h, data)
 	return nil
+}
+
+// isNew reports whether blob h is neither stored (in the index) nor
+// already sent to be packed by this push, and records it as sent;
+// resumed tells a blob stored by an interrupted push of this dump.
+func (p *pushRun) isNew(h ID) (isNew, resumed bool) {
+	if loc, ok := p.r.Lookup(h); ok {
+		return false, p.r.recovered[loc.Pack]
+	}
+	n := len(p.pending)
+	p.pending[h] = struct{}{} // one map probe: the length tells whether h was there
+	if len(p.pending) == n {
+		return false, false
+	}
+	if len(p.pending) >= p.pendingMax {
+		p.pending = p.r.unindexed(p.pending)
+		p.pendingMax = max(pendingTrim, 2*len(p.pending))
+	}
+	return true, false
+}
+
+// node stores a node of the chunk tree, unless it is stored already
+// (shared with an earlier backup) or was sent by this push.
+func (p *pushRun) node(_ int, id tree.ID, node []byte) error {
+	if isNew, _ := p.isNew(ID(id)); !isNew {
+		return nil
+	}
+	if !p.meta.HasBuffer() {
+		p.meta.SetBuffer(p.cp.up.buffer())
+	}
+	p.meta.Add(ID(id), len(node), pack.BlobRaw, node)
+	p.res.TreeStored += int64(len(node))
+	p.res.TreeNodes++
+	if p.meta.Len() >= p.r.Config.PackSize {
+		return p.cp.up.send(&p.meta)
+	}
+	return nil
+}
+
+// closeTree finishes the chunk tree and sends the last pack of its nodes.
+func (p *pushRun) closeTree() (*tree.Ref, error) {
+	root, err := p.tw.Close()
+	if err != nil {
+		return nil, err
+	}
+	if p.meta.Len() > 0 {
+		if err := p.cp.up.send(&p.meta); err != nil {
+			return nil, err
+		}
+	}
+	return &root, nil
 }
 
 // pushSidecars uploads the dump's .log, .notes and .protected files,

@@ -487,7 +487,7 @@ func TestPushWritesIndexInParts(t *testing.T) {
 	if res3.NewChunks != len(distinct) || len(distinct) > len(m.Chunks)*3/5 {
 		t.Errorf("stored %d new chunks; the archive has %d chunks, %d distinct (want repeats, each stored once)", res3.NewChunks, len(m.Chunks), len(distinct))
 	}
-	if cr, err := r3.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(cr.Problems) > 0 || cr.Chunks != len(distinct) {
+	if cr, err := r3.Check(ctx, CheckOptions{ReadData: true}); err != nil || len(cr.Problems) > 0 || cr.Chunks != len(distinct)+res3.TreeNodes {
 		t.Fatalf("check --read-data: %v %+v", err, cr)
 	}
 

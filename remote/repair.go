@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/remote/index"
 	"github.com/vmasync/vmasync/remote/pack"
+	"github.com/vmasync/vmasync/remote/tree"
 )
 
 // DamagedDir holds the objects repair set aside, under their original
@@ -37,6 +39,10 @@ type LostBackup struct {
 	// itself was damaged (set aside: the backup is gone from the list).
 	Missing, Chunks int
 	Damaged         bool
+	// Tree is set when nodes of the backup's chunk tree are gone (format
+	// 3): what the walk found. Its root object is kept, so that a push of
+	// the dump stores the missing nodes and chunks again.
+	Tree string
 	// Dump is a local dump whose push would store the backup again ("" if
 	// none was given or found).
 	Dump string
@@ -109,6 +115,11 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 		idx.Load(e.Hash, e.Location)
 	}
 	idx.Freeze()
+	// From here on the repository reads through the new index: chunk
+	// trees are walked through it (salvaged nodes are in new packs).
+	r.mu.Lock()
+	r.index = idx
+	r.mu.Unlock()
 	if err := r.judgeBackups(ctx, idx, opt.Dumps, res); err != nil {
 		return nil, err
 	}
@@ -210,7 +221,7 @@ func (r *Repository) judgeBackups(ctx context.Context, idx *index.Index, dumps [
 		local[d.Stem] = d.Path
 	}
 	for _, b := range backups {
-		m, err := r.Manifest(ctx, b)
+		s, err := r.readManifest(ctx, b)
 		if errors.Is(err, ErrCorruptObject) {
 			res.SetAside = append(res.SetAside, Damage{Object: b.Object, Kind: "manifest", Err: err})
 			res.Lost = append(res.Lost, LostBackup{Backup: b, Damaged: true, Dump: local[b.Name]})
@@ -219,14 +230,23 @@ func (r *Repository) judgeBackups(ctx context.Context, idx *index.Index, dumps [
 		if err != nil {
 			return err
 		}
-		missing := 0
-		for _, c := range m.Chunks {
+		missing, total := 0, 0
+		err = r.eachChunk(ctx, b, s, tree.Visitor{Chunk: func(c chunkplan.ChunkRef) error {
+			total++
 			if !idx.Has(ID(c.Hash)) {
 				missing++
 			}
+			return nil
+		}})
+		if errors.Is(err, ErrCorruptObject) {
+			res.Lost = append(res.Lost, LostBackup{Backup: b, Tree: err.Error(), Dump: local[b.Name]})
+			continue
+		}
+		if err != nil {
+			return err
 		}
 		if missing > 0 {
-			res.Lost = append(res.Lost, LostBackup{Backup: b, Missing: missing, Chunks: len(m.Chunks), Dump: local[b.Name]})
+			res.Lost = append(res.Lost, LostBackup{Backup: b, Missing: missing, Chunks: total, Dump: local[b.Name]})
 		}
 	}
 	return nil

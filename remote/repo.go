@@ -205,7 +205,11 @@ func (r *Repository) saveContent(ctx context.Context, name string, data []byte) 
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return false, err
 	}
-	if err := r.B.Save(ctx, name, data); err != nil {
+	for attempt := 1; ; attempt++ {
+		err := r.B.Save(ctx, name, data)
+		if err == nil {
+			return true, nil
+		}
 		// Another process saving the same content at the same moment can
 		// make this save fail (its move replaced ours, or removed the
 		// object for a moment); what matters is that the object is there
@@ -213,9 +217,12 @@ func (r *Repository) saveContent(ctx context.Context, name string, data []byte) 
 		if size, serr := r.B.Stat(ctx, name); serr == nil && size == int64(len(data)) {
 			return false, nil
 		}
-		return false, err
+		// A temporary object that vanished under the save (the same race
+		// on a server without atomic renames) is saved again.
+		if !errors.Is(err, backend.ErrNotFound) || attempt == 3 {
+			return false, err
+		}
 	}
-	return true, nil
 }
 
 // Damage lists the damaged objects the last LoadIndex set aside.

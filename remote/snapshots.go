@@ -46,7 +46,7 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 		if len(want) > 0 && !want[b.VMID] {
 			continue
 		}
-		m, err := r.Manifest(ctx, b)
+		m, err := r.snapshotManifest(ctx, b)
 		if errors.Is(err, ErrCorruptObject) {
 			// Listed, marked damaged; the other backups are listed as usual.
 			out = append(out, Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Protected: b.Protected, Damaged: err.Error()})
@@ -65,6 +65,24 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// snapshotManifest is Manifest for Snapshots, which loads the index only
+// when a backup's chunks are a tree (format 3) whose nodes it must find.
+func (r *Repository) snapshotManifest(ctx context.Context, b Backup) (*chunkplan.Manifest, error) {
+	r.mu.Lock()
+	loaded := r.index != nil
+	r.mu.Unlock()
+	if !loaded {
+		s, err := r.readManifest(ctx, b)
+		if err != nil || s.tree == nil {
+			return s.manifest(), err
+		}
+		if _, err := r.LoadIndex(ctx, false); err != nil {
+			return nil, err
+		}
+	}
+	return r.Manifest(ctx, b)
 }
 
 // Object downloads a small object of the repository (a sidecar).

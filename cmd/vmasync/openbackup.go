@@ -23,12 +23,12 @@ func openBackup(e *env, cCtx *cli.Context, o opts, s, vmid, sel string) (context
 	if err == nil {
 		b, err = remote.Select(backups, vmid, sel)
 	}
+	if err == nil {
+		_, err = r.LoadIndex(ctx, false) // a chunk tree's nodes are found through it
+	}
 	var m *chunkplan.Manifest
 	if err == nil {
 		m, err = r.Manifest(ctx, b)
-	}
-	if err == nil {
-		_, err = r.LoadIndex(ctx, false)
 	}
 	if err != nil {
 		release()

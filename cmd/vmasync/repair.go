@@ -63,6 +63,9 @@ func repairCommand(e *env) *cli.Command {
 				if l.Damaged {
 					lost = "its manifest is damaged"
 				}
+				if l.Tree != "" {
+					lost = "its chunk list is damaged: " + l.Tree
+				}
 				fix := "no local dump of it: it cannot be restored whole"
 				if l.Dump != "" {
 					fix = "'vmasync push' of " + l.Dump + " stores it again"

@@ -1,0 +1,114 @@
+package tree
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vmasync/vmasync/chunkplan"
+)
+
+// Loader fetches nodes by id, in the order given: data[i] is node ids[i]
+// (checked against its id by the loader) or errs[i] says why not.
+type Loader func(ctx context.Context, ids []ID) (data [][]byte, errs []error)
+
+// Visitor receives a walk. Node, if set, is called for every node before
+// it is loaded; returning false skips the node and everything below it
+// (garbage collection skips what it already marked). Chunk, if set,
+// receives the chunks of the leaves visited, in order.
+type Visitor struct {
+	Node  func(r Ref) bool
+	Chunk func(c chunkplan.ChunkRef) error
+}
+
+// batch is how many nodes of one level a walk loads at once: neighbours
+// are usually stored next to each other, so a batch costs few reads.
+const batch = 256
+
+// Walk visits the tree below root, depth first and in order, loading
+// nodes in batches of a level. Every node is checked: its format and
+// bounds (Parse with maxChunk), its level, and that it holds the bytes
+// and chunks its parent (or root) claims. Memory is bounded by the
+// height times batch nodes. Errors name the node and wrap ErrCorrupt
+// when the tree itself is wrong; a loader's error is wrapped as it is.
+func Walk(ctx context.Context, root Ref, maxChunk uint32, load Loader, v Visitor) error {
+	if root.Level > MaxLevel {
+		return fmt.Errorf("%w: root of level %d", ErrCorrupt, root.Level)
+	}
+	return walk(ctx, []Ref{root}, maxChunk, load, v)
+}
+
+func walk(ctx context.Context, refs []Ref, maxChunk uint32, load Loader, v Visitor) error {
+	for len(refs) > 0 {
+		n := min(len(refs), batch)
+		part := refs[:n]
+		refs = refs[n:]
+		var ids []ID
+		var want []Ref
+		for _, r := range part {
+			if v.Node == nil || v.Node(r) {
+				ids = append(ids, r.ID)
+				want = append(want, r)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, errs := load(ctx, ids)
+		var children []Ref
+		for i, r := range want {
+			if errs[i] != nil {
+				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, errs[i])
+			}
+			nd, err := Parse(data[i], maxChunk)
+			if err == nil {
+				err = nd.check(r)
+			}
+			if err != nil {
+				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, err)
+			}
+			if r.Level > 0 {
+				children = append(children, nd.Children...)
+				continue
+			}
+			if v.Chunk != nil {
+				for _, c := range nd.Chunks {
+					if err := v.Chunk(c); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if len(children) > 0 {
+			if err := walk(ctx, children, maxChunk, load, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// check compares a parsed node with what its parent says of it.
+func (nd *Node) check(r Ref) error {
+	if nd.Level != r.Level {
+		return fmt.Errorf("%w: level %d, its parent says %d", ErrCorrupt, nd.Level, r.Level)
+	}
+	var bytes, chunks uint64
+	if nd.Level == 0 {
+		for _, c := range nd.Chunks {
+			bytes += uint64(c.Length)
+		}
+		chunks = uint64(len(nd.Chunks))
+	} else {
+		for _, c := range nd.Children {
+			bytes += c.Bytes
+			chunks += c.Chunks
+		}
+	}
+	if bytes != r.Bytes || chunks != r.Chunks {
+		return fmt.Errorf("%w: holds %d chunks of %d bytes, its parent says %d of %d", ErrCorrupt, chunks, bytes, r.Chunks, r.Bytes)
+	}
+	return nil
+}
