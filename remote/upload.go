@@ -248,7 +248,7 @@ func (b *blobBatch) compress(enc *zstd.Encoder) {
 		raw = raw[c.raw:]
 		n := len(b.out)
 		b.out = enc.EncodeAll(data, b.out)
-		if len(b.out)-n < len(data) {
+		if len(b.out)-n < len(data) && declaresSize(b.out[n:], len(data)) {
 			c.typ = pack.BlobZstd
 		} else {
 			b.out = append(b.out[:n], data...)

@@ -238,14 +238,21 @@ func DecodeBlob(stored []byte, loc Location, hash ID, dst []byte) ([]byte, error
 	case BlobZstd:
 		// The frame must declare the chunk's length, as our writer's
 		// frames do; checking it first bounds what decoding allocates.
+		// zstd leaves the length out of frames of fewer than 256 bytes
+		// of content (pushes before 2026-12-03 stored such a last chunk
+		// of an archive that way): those are decoded within the
+		// decoder's memory bound and checked by length and hash below.
 		var h zstd.Header
-		if err := h.Decode(stored); err != nil || !h.HasFCS || h.FrameContentSize != uint64(loc.Raw) || loc.Raw > chunkplan.MaxChunkSizeLimit {
+		err := h.Decode(stored)
+		if !h.HasFCS && loc.Raw < 256 {
+			h.FrameContentSize = uint64(loc.Raw)
+		}
+		if err != nil || h.FrameContentSize != uint64(loc.Raw) || loc.Raw > chunkplan.MaxChunkSizeLimit {
 			return nil, fmt.Errorf("%w: chunk %s in pack %s at offset %d: bad zstd frame header", ErrCorrupt, hash.Short(), loc.Pack.Short(), loc.Offset)
 		}
 		if cap(dst) < int(loc.Raw) {
 			dst = make([]byte, 0, loc.Raw)
 		}
-		var err error
 		if raw, err = blobDecoder.DecodeAll(stored, dst[:0]); err != nil {
 			return nil, fmt.Errorf("%w: chunk %s in pack %s at offset %d: %v", ErrCorrupt, hash.Short(), loc.Pack.Short(), loc.Offset, err)
 		}
