@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/input"
 	"github.com/vmasync/vmasync/internal/pipe"
@@ -167,6 +168,7 @@ func (r *Repository) pushData(ctx context.Context, d Dump, opt PushOptions, res 
 		cp: newCompressPool(ctx, r.Config.PackSize, opt.Compression, up)}
 	if r.Config.Version >= 3 {
 		run.tw = tree.NewWriter(run.node)
+		run.enc = blobEncoder(opt.Compression)
 	}
 	chunkErr := chunkplan.Chunk(pr, r.Params, run.chunk)
 	if run.cur != nil {
@@ -278,6 +280,8 @@ type pushRun struct {
 	// packs of their own, so that a tree is read with few requests.
 	tw   *tree.Writer
 	meta pack.Builder
+	enc  *zstd.Encoder
+	zbuf []byte
 }
 
 func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
@@ -341,13 +345,27 @@ func (p *pushRun) node(_ int, id tree.ID, node []byte) error {
 	if !p.meta.HasBuffer() {
 		p.meta.SetBuffer(p.cp.up.buffer())
 	}
-	p.meta.Add(ID(id), len(node), pack.BlobRaw, node)
-	p.res.TreeStored += int64(len(node))
+	// Node bytes are mostly hashes; the lengths and counts beside them
+	// compress a little.
+	typ, stored := uint8(pack.BlobRaw), node
+	if z := p.enc.EncodeAll(node, p.zbuf[:0]); len(z) < len(node) && declaresSize(z, len(node)) {
+		typ, stored, p.zbuf = pack.BlobZstd, z, z
+	}
+	p.meta.Add(ID(id), len(node), typ, stored)
+	p.res.TreeStored += int64(len(stored))
 	p.res.TreeNodes++
 	if p.meta.Len() >= p.r.Config.PackSize {
 		return p.cp.up.send(&p.meta)
 	}
 	return nil
+}
+
+// declaresSize reports whether the zstd frame z declares n bytes of
+// content, as readers require (DecodeBlob); the encoder leaves the size
+// out of the frames of some inputs of a few hundred bytes.
+func declaresSize(z []byte, n int) bool {
+	var h zstd.Header
+	return h.Decode(z) == nil && h.HasFCS && h.FrameContentSize == uint64(n)
 }
 
 // closeTree finishes the chunk tree and sends the last pack of its nodes.
