@@ -1,6 +1,7 @@
-// Package decompress opens a vzdump dump as a plain byte stream, detecting
-// its compression (zstd, gzip, lzop or none) from the leading magic bytes,
-// never from the file name.
+// Package decompress turns a vzdump dump's stream into its plain bytes,
+// detecting the compression (zstd, gzip, lzop or none) from the leading
+// magic bytes, never from the file name. Opening files and standard input
+// is internal/input's job.
 package decompress
 
 import (
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync/atomic"
 
@@ -69,31 +69,6 @@ func Detect(head []byte) Format {
 	return Plain
 }
 
-// Stream is an opened dump: a decompressed byte stream plus what it came from.
-type Stream struct {
-	io.Reader // decompressed bytes
-	Format    Format
-	// File is the underlying file when the input is a regular, seekable,
-	// uncompressed file (Plain and not stdin); nil otherwise. Reader is then
-	// File itself, at offset 0, so callers may use ReadAt/Seek for two-pass work.
-	File *os.File
-	Name string // path as given, "-" for stdin
-
-	in      *CountingReader // the compressed input, counted; nil for File
-	closers []io.Closer
-}
-
-// InputRead returns how many bytes of the (compressed) input the
-// decompressor has read so far, for progress displays: the position in
-// the file, where the decompressed count says nothing of the file's
-// size. It is 0 for a plain file handed out as File.
-func (s *Stream) InputRead() int64 {
-	if s.in == nil {
-		return 0
-	}
-	return s.in.Count()
-}
-
 // CountingReader counts the bytes read through it from R, for progress
 // displays: Count may be called from another goroutine.
 type CountingReader struct {
@@ -109,62 +84,6 @@ func (c *CountingReader) Read(p []byte) (int, error) {
 
 // Count returns the number of bytes read so far.
 func (c *CountingReader) Count() int64 { return c.n.Load() }
-
-// Close releases the decompressor and closes the file opened by Open
-// (standard input is left open). It returns the first error.
-func (s *Stream) Close() error {
-	var first error
-	for _, c := range s.closers {
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	s.closers = nil
-	return first
-}
-
-// Open opens path ("-" means standard input) and detects its format from the
-// first bytes.
-func Open(path string) (*Stream, error) {
-	if path == "-" {
-		in := &CountingReader{R: os.Stdin}
-		rc, format, err := NewReader(in)
-		if err != nil {
-			return nil, fmt.Errorf("standard input: %w", err)
-		}
-		return &Stream{Reader: rc, Format: format, Name: path, in: in, closers: []io.Closer{rc}}, nil
-	}
-
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if fi.Mode().IsRegular() {
-		// Sniff with ReadAt so the file offset stays at 0 and a plain file
-		// can be handed out unwrapped.
-		var head [headLen]byte
-		n, err := f.ReadAt(head[:], 0)
-		if err != nil && err != io.EOF {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if format := Detect(head[:n]); format == Plain {
-			return &Stream{Reader: f, Format: Plain, File: f, Name: path, closers: []io.Closer{f}}, nil
-		}
-	}
-	in := &CountingReader{R: f}
-	rc, format, err := NewReader(in)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &Stream{Reader: rc, Format: format, Name: path, in: in, closers: []io.Closer{rc, f}}, nil
-}
 
 // NewReader wraps an already open reader (e.g. a pipe), detecting the format.
 // The returned ReadCloser's Close releases the decompressor but does not

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -92,15 +91,6 @@ func fixtures(t *testing.T, data []byte) []fixture {
 	}
 }
 
-func writeFile(t *testing.T, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // pipeOf returns the read end of a pipe fed with data, like stdin from
 // `zstdcat | vmasync`.
 func pipeOf(t *testing.T, data []byte) *os.File {
@@ -125,44 +115,6 @@ func TestFormats(t *testing.T) {
 			if got := Detect(fx.comp); got != fx.format {
 				t.Fatalf("Detect = %q, want %q", got, fx.format)
 			}
-			// The name deliberately lies about the format.
-			path := writeFile(t, "vzdump-qemu-100-2024_01_01-00_00_00.vma.zst", fx.comp)
-			s, err := Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if s.Format != fx.format || s.Name != path {
-				t.Errorf("Open: format %q name %q", s.Format, s.Name)
-			}
-			if (s.File != nil) != (fx.format == Plain) {
-				t.Errorf("Open: File = %v for format %s", s.File, fx.format)
-			}
-			if fx.format == Plain {
-				if f, ok := s.Reader.(*os.File); !ok || f != s.File {
-					t.Errorf("plain file: Reader is %T, want the *os.File itself", s.Reader)
-				}
-			}
-			got, err := io.ReadAll(s)
-			if err != nil {
-				t.Fatalf("Open: read: %v", err)
-			}
-			if sha256.Sum256(got) != want {
-				t.Fatalf("Open: output differs (%d bytes, want %d)", len(got), len(data))
-			}
-			// Read to the end, the whole file has gone through (a plain
-			// file is read by its user, not counted).
-			wantIn := int64(len(fx.comp))
-			if fx.format == Plain {
-				wantIn = 0
-			}
-			if n := s.InputRead(); n != wantIn {
-				t.Errorf("InputRead = %d, want %d", n, wantIn)
-			}
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-
 			rc, format, err := NewReader(pipeOf(t, fx.comp))
 			if err != nil {
 				t.Fatal(err)
@@ -170,7 +122,7 @@ func TestFormats(t *testing.T) {
 			if format != fx.format {
 				t.Errorf("NewReader: format %q, want %q", format, fx.format)
 			}
-			got, err = io.ReadAll(rc)
+			got, err := io.ReadAll(rc)
 			if err != nil {
 				t.Fatalf("NewReader: read: %v", err)
 			}
@@ -184,110 +136,13 @@ func TestFormats(t *testing.T) {
 	}
 }
 
-// withStdin runs f with os.Stdin replaced by r.
-func withStdin(t *testing.T, r *os.File, f func()) {
-	t.Helper()
-	old := os.Stdin
-	os.Stdin = r
-	defer func() { os.Stdin = old }()
-	f()
-}
-
-func TestOpenStdin(t *testing.T) {
-	data := genData(1<<20, 2)
-	for _, tc := range []struct {
-		name   string
-		comp   []byte
-		format Format
-	}{
-		{"plain", data, Plain},
-		{"lzop", run(t, data, "lzop", "-c"), Lzop},
-	} {
-		for _, kind := range []string{"pipe", "file"} {
-			t.Run(tc.name+"-"+kind, func(t *testing.T) {
-				var in *os.File
-				if kind == "pipe" {
-					in = pipeOf(t, tc.comp)
-				} else {
-					// `vmasync - < dump.vma`: stdin is a regular file, but
-					// File stays nil for stdin.
-					f, err := os.Open(writeFile(t, "in", tc.comp))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer f.Close()
-					in = f
-				}
-				withStdin(t, in, func() {
-					s, err := Open("-")
-					if err != nil {
-						t.Fatal(err)
-					}
-					if s.Name != "-" || s.File != nil || s.Format != tc.format {
-						t.Errorf("Open(-): name %q File %v format %q", s.Name, s.File, s.Format)
-					}
-					got, err := io.ReadAll(s)
-					if err != nil || !bytes.Equal(got, data) {
-						t.Errorf("Open(-): %d bytes, %v", len(got), err)
-					}
-					if err := s.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-				// Stdin is not closed by Close.
-				if _, err := in.Stat(); err != nil {
-					t.Errorf("stdin closed: %v", err)
-				}
-			})
-		}
-	}
-}
-
-func TestPlainFile(t *testing.T) {
-	data := []byte("VMA\x00 not really a vma, but plain")
-	path := writeFile(t, "dump.vma.gz", data)
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if s.Format != Plain || s.File == nil {
-		t.Fatalf("format %q File %v", s.Format, s.File)
-	}
-	// The offset is still 0, and ReadAt works for two-pass readers.
-	buf := make([]byte, 3)
-	if _, err := s.File.ReadAt(buf, 5); err != nil || string(buf) != "not" {
-		t.Errorf("ReadAt: %q %v", buf, err)
-	}
-	got, err := io.ReadAll(s)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Errorf("read %q %v", got, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	if _, err := s.File.Stat(); err == nil {
-		t.Errorf("file not closed")
-	}
-}
-
 func TestEmptyAndShort(t *testing.T) {
 	for _, data := range [][]byte{nil, []byte("V"), []byte{0x1F}, []byte{0x28, 0xB5, 0x2F}, []byte("\x89LZO\x00\r\n\x1a")} {
-		s, err := Open(writeFile(t, "x", data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(s)
-		if s.Format != Plain || s.File == nil || err != nil || !bytes.Equal(got, data) {
-			t.Errorf("Open(%q): format %q File %v read %q %v", data, s.Format, s.File, got, err)
-		}
-		s.Close()
-
 		rc, format, err := NewReader(pipeOf(t, data))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = io.ReadAll(rc)
+		got, err := io.ReadAll(rc)
 		if format != Plain || err != nil || !bytes.Equal(got, data) {
 			t.Errorf("NewReader(%q): format %q read %q %v", data, format, got, err)
 		}
@@ -322,43 +177,26 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-// readAllBoth decodes comp via Open and via NewReader on a pipe and returns
-// both errors. Without an error the output must equal want. With one, lzop
-// output must be a prefix of want (each block is verified before it is
-// returned); zstd and gzip check a CRC only at the end of a frame or member,
-// so they may return damaged bytes before reporting the error.
-func readAllBoth(t *testing.T, comp, want []byte, verifiedPrefix bool) []error {
+// readAll decodes comp via NewReader on a pipe and returns the error.
+// Without an error the output must equal want. With one, lzop output must
+// be a prefix of want (each block is verified before it is returned);
+// zstd and gzip check a CRC only at the end of a frame or member, so they
+// may return damaged bytes before reporting the error.
+func readAll(t *testing.T, comp, want []byte, verifiedPrefix bool) error {
 	t.Helper()
-	var errs []error
-	check := func(r io.Reader, openErr error) {
-		if openErr != nil {
-			errs = append(errs, openErr)
-			return
-		}
-		got, err := io.ReadAll(r)
-		if err != nil && verifiedPrefix && !bytes.HasPrefix(want, got) {
-			t.Errorf("output before error %v is not a prefix of the data", err)
-		}
-		if err == nil && !bytes.Equal(got, want) {
-			t.Errorf("wrong output without an error (%d bytes, want %d)", len(got), len(want))
-		}
-		errs = append(errs, err)
-	}
-	s, err := Open(writeFile(t, "corrupt", comp))
-	if err == nil {
-		defer s.Close()
-		check(s, nil)
-	} else {
-		check(nil, err)
-	}
 	rc, _, err := NewReader(pipeOf(t, comp))
-	if err == nil {
-		defer rc.Close()
-		check(rc, nil)
-	} else {
-		check(nil, err)
+	if err != nil {
+		return err
 	}
-	return errs
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil && verifiedPrefix && !bytes.HasPrefix(want, got) {
+		t.Errorf("output before error %v is not a prefix of the data", err)
+	}
+	if err == nil && !bytes.Equal(got, want) {
+		t.Errorf("wrong output without an error (%d bytes, want %d)", len(got), len(want))
+	}
+	return err
 }
 
 func TestCorrupt(t *testing.T) {
@@ -379,27 +217,24 @@ func TestCorrupt(t *testing.T) {
 			for _, frac := range []float64{0.1, 0.5, 0.9} {
 				c := bytes.Clone(tc.comp)
 				c[int(frac*float64(len(c)))] ^= 0x55
-				for _, err := range readAllBoth(t, c, data, tc.format == Lzop) {
-					if err == nil {
-						t.Errorf("flip at %.0f%%: no error", frac*100)
-					} else if !strings.Contains(err.Error(), prefix) {
-						t.Errorf("flip at %.0f%%: error %q lacks %q", frac*100, err, prefix)
-					}
+				if err := readAll(t, c, data, tc.format == Lzop); err == nil {
+					t.Errorf("flip at %.0f%%: no error", frac*100)
+				} else if !strings.Contains(err.Error(), prefix) {
+					t.Errorf("flip at %.0f%%: error %q lacks %q", frac*100, err, prefix)
 				}
 			}
 			// Truncation, including inside the trailer.
 			for _, cut := range []int{len(tc.comp) / 2, len(tc.comp) - 5, len(tc.comp) - 1} {
-				for _, err := range readAllBoth(t, tc.comp[:cut], data, tc.format == Lzop) {
-					if err == nil {
-						t.Errorf("truncated to %d: no error", cut)
-						continue
-					}
-					if !errors.Is(err, io.ErrUnexpectedEOF) {
-						t.Errorf("truncated to %d: %v does not wrap io.ErrUnexpectedEOF", cut, err)
-					}
-					if !strings.Contains(err.Error(), prefix) {
-						t.Errorf("truncated to %d: error %q lacks %q", cut, err, prefix)
-					}
+				err := readAll(t, tc.comp[:cut], data, tc.format == Lzop)
+				if err == nil {
+					t.Errorf("truncated to %d: no error", cut)
+					continue
+				}
+				if !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Errorf("truncated to %d: %v does not wrap io.ErrUnexpectedEOF", cut, err)
+				}
+				if !strings.Contains(err.Error(), prefix) {
+					t.Errorf("truncated to %d: error %q lacks %q", cut, err, prefix)
 				}
 			}
 		})
@@ -430,16 +265,14 @@ func TestZstdWindowLimit(t *testing.T) {
 	}
 }
 
-func TestOpenErrors(t *testing.T) {
-	if _, err := Open(filepath.Join(t.TempDir(), "missing.vma")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
-	}
-	// A gzip magic with a broken header fails at open time.
-	_, err := Open(writeFile(t, "bad.gz", []byte{0x1F, 0x8B, 0x00, 0x00, 0, 0, 0, 0, 0, 0}))
+// TestHeaderErrors: a magic followed by a broken header fails in
+// NewReader, with the format's name.
+func TestHeaderErrors(t *testing.T) {
+	_, _, err := NewReader(bytes.NewReader([]byte{0x1F, 0x8B, 0x00, 0x00, 0, 0, 0, 0, 0, 0}))
 	if err == nil || !strings.Contains(err.Error(), "gzip: ") {
 		t.Errorf("bad gzip header: %v", err)
 	}
-	_, err = Open(writeFile(t, "bad.lzo", []byte("\x89LZO\x00\r\n\x1a\n\x00\x01")))
+	_, _, err = NewReader(bytes.NewReader([]byte("\x89LZO\x00\r\n\x1a\n\x00\x01")))
 	if err == nil || !strings.Contains(err.Error(), "lzop: ") {
 		t.Errorf("bad lzop header: %v", err)
 	}

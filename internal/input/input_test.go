@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/vmasync/vmasync/internal/decompress"
@@ -152,5 +154,38 @@ func TestMissingFile(t *testing.T) {
 	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "nope"), Options{})
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestFormatFromContent: the compression comes from the bytes, never from
+// the name (every file here is named .vma.gz), and a broken header fails
+// at Open with the format's name.
+func TestFormatFromContent(t *testing.T) {
+	t.Parallel()
+	plain := data(300 << 10)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain)
+	zw.Close()
+	for _, c := range []struct {
+		stored []byte
+		format decompress.Format
+	}{{plain, decompress.Plain}, {zstdBytes(plain), decompress.Zstd}, {gz.Bytes(), decompress.Gzip}} {
+		p := filepath.Join(t.TempDir(), "vzdump-qemu-100-2026_01_01-00_00_00.vma.gz")
+		os.WriteFile(p, c.stored, 0o644)
+		in, err := Open(context.Background(), p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(in)
+		in.Close()
+		if in.Format != c.format || err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: format %s, %d bytes, %v", c.format, in.Format, len(got), err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "bad.vma")
+	os.WriteFile(p, []byte{0x1F, 0x8B, 0x00, 0x00, 0, 0, 0, 0, 0, 0}, 0o644)
+	if _, err := Open(context.Background(), p, Options{}); err == nil || !strings.Contains(err.Error(), "gzip: ") {
+		t.Errorf("bad gzip header: %v", err)
 	}
 }
