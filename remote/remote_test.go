@@ -147,13 +147,20 @@ func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out, whole bytes.Buffer
+	if err := r.RestoreBackup(ctx, b, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The same through the whole manifest (as mount and pull --disk read).
 	m, err := r.Manifest(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := r.Restore(ctx, m, &out, nil); err != nil {
+	if err := r.Restore(ctx, m, &whole, nil); err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), whole.Bytes()) {
+		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
 	}
 	return out.Bytes()
 }

@@ -11,9 +11,10 @@ import (
 
 // openBackup is what pull and pull --disk read from: the repository at
 // the remote s under the shared lock (openLocked), the backup VMID@SEL
-// (remote.Select), its manifest and the chunk index. The command runs
-// under the returned context and calls release when done.
-func openBackup(e *env, cCtx *cli.Context, o opts, s, vmid, sel string) (context.Context, *remote.Repository, remote.Backup, *chunkplan.Manifest, func(), error) {
+// (remote.Select), its manifest (with every chunk when whole, else
+// perhaps without: remote.Repository.Header) and the chunk index. The
+// command runs under the returned context and calls release when done.
+func openBackup(e *env, cCtx *cli.Context, o opts, s, vmid, sel string, whole bool) (context.Context, *remote.Repository, remote.Backup, *chunkplan.Manifest, func(), error) {
 	ctx, r, release, err := openLocked(e, cCtx, o, s, sharedLock)
 	if err != nil {
 		return nil, nil, remote.Backup{}, nil, nil, err
@@ -27,8 +28,10 @@ func openBackup(e *env, cCtx *cli.Context, o opts, s, vmid, sel string) (context
 		_, err = r.LoadIndex(ctx, false) // a chunk tree's nodes are found through it
 	}
 	var m *chunkplan.Manifest
-	if err == nil {
+	if err == nil && whole {
 		m, err = r.Manifest(ctx, b)
+	} else if err == nil {
+		m, err = r.Header(ctx, b)
 	}
 	if err != nil {
 		release()

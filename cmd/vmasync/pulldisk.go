@@ -103,7 +103,7 @@ func pullDisks(e *env, cCtx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, r, b, m, release, err := openBackup(e, cCtx, a.o, a.remote, a.vmid, a.sel)
+	ctx, r, b, m, release, err := openBackup(e, cCtx, a.o, a.remote, a.vmid, a.sel, true)
 	if err != nil {
 		return err
 	}

@@ -254,7 +254,7 @@ func pullCommand(e *env) *cli.Command {
 					return fmt.Errorf("pull: %w", err)
 				}
 			}
-			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel)
+			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, false)
 			if err != nil {
 				return err
 			}
@@ -280,7 +280,7 @@ func pullCommand(e *env) *cli.Command {
 	})
 }
 
-// pullFiles writes backup b (manifest m) to dest, and when toDir the
+// pullFiles writes backup b (manifest m, perhaps without its chunks) to dest, and when toDir the
 // files pushed with it beside it. Every file is checked before the
 // download.
 func pullFiles(ctx context.Context, e *env, o opts, r *remote.Repository, b remote.Backup, m *chunkplan.Manifest, dest string, toDir bool, out output.Options) error {
@@ -303,7 +303,7 @@ func pullFiles(ctx context.Context, e *env, o opts, r *remote.Repository, b remo
 	}
 	p := newProgress(e, o, "pull "+b.Name)
 	p.setTotal(int64(m.ArchiveSize), nil)
-	err := writeOutput(ctx, dest, out, func(w io.Writer) error { return r.Restore(ctx, m, w, p.update) })
+	err := writeOutput(ctx, dest, out, func(w io.Writer) error { return r.RestoreBackup(ctx, b, w, p.update) })
 	p.done()
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", b.Name, err)
