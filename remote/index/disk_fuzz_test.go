@@ -7,7 +7,9 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // FuzzRunFile: arbitrary bytes as an index cache run either fail to
@@ -21,6 +23,9 @@ func FuzzRunFile(f *testing.F) {
 		f.Add(sampleRun(f, n), true)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, reseal bool) {
+		debug.SetTraceback("all")
+		watchdog := time.AfterFunc(5*time.Second, func() { panic("slow input") })
+		defer watchdog.Stop()
 		if reseal {
 			data = resealRun(data)
 		}

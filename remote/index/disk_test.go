@@ -543,3 +543,30 @@ func TestDiskIndexEmpty(t *testing.T) {
 		t.Fatal("add to empty")
 	}
 }
+
+// TestDiskIndexLoadExtra: entries in no index object (packs read back
+// from their headers) get positions after the cached ones, as Index.Load
+// gives them before Freeze, and are gone at Close.
+func TestDiskIndexLoadExtra(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	tr := newTestRepo(rng, 8, 300)
+	names := tr.names(nil)
+	x, _ := tr.open(t, t.TempDir(), names[:6], DiskOptions{}, nil)
+	var extra []Entry
+	for _, n := range names[6:] {
+		extra = append(extra, tr.objects[n]...)
+	}
+	before := x.Positions()
+	if err := x.LoadExtra(extra); err != nil {
+		t.Fatal(err)
+	}
+	if x.Positions() != before+len(extra) {
+		t.Fatalf("%d positions, want %d", x.Positions(), before+len(extra))
+	}
+	compare(t, x, tr, names, true, rng)
+	path := x.runs[len(x.runs)-1].path
+	x.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("extra run left: %v", err)
+	}
+}

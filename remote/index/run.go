@@ -126,6 +126,8 @@ type run struct {
 	distinct int64
 	// global maps the run's pack numbers to the DiskIndex's.
 	global []uint32
+	// temporary runs (LoadExtra's) are deleted at Close.
+	temporary bool
 }
 
 // runWriter writes a run file under a temporary name, records in order.
@@ -579,7 +581,7 @@ func writeSpill(dir string, rs []rec) (string, error) {
 	return s.path, nil
 }
 
-// mergeSpills merges spill files into fn, 256 KiB of buffer each.
+// mergeSpills merges spill files into fn, 64 KiB of buffer each.
 func mergeSpills(paths []string, fn func(*rec) error) error {
 	var cursors []cursor
 	for _, p := range paths {
@@ -588,7 +590,7 @@ func mergeSpills(paths []string, fn func(*rec) error) error {
 			return err
 		}
 		defer f.Close()
-		cursors = append(cursors, &spillCursor{r: bufio.NewReaderSize(f, 256<<10)})
+		cursors = append(cursors, &spillCursor{r: bufio.NewReaderSize(f, 64<<10)})
 	}
 	return merge(cursors, fn)
 }

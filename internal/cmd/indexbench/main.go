@@ -41,6 +41,7 @@ func run() error {
 	lookups := flag.Int("lookups", 1000000, "lookups")
 	scan := flag.Bool("scan", true, "also walk every chunk with its position (GC's plan)")
 	verify := flag.Bool("verify", false, "check every block when opening (disk)")
+	sortRecs := flag.Int("sort", 0, "records the external sort holds in memory (disk; 0: the default)")
 	flag.Parse()
 	packs, err := listPacks(*dir)
 	if err != nil {
@@ -103,7 +104,7 @@ func run() error {
 			return n, nil
 		}
 	case "disk":
-		x, st, err := index.OpenDisk(index.DiskOptions{Dir: *cache, RepoID: "bench", Sources: names, Read: read, Verify: *verify})
+		x, st, err := index.OpenDisk(index.DiskOptions{Dir: *cache, RepoID: "bench", Sources: names, Read: read, Verify: *verify, SortRecords: *sortRecs})
 		if err != nil {
 			return err
 		}
