@@ -1,6 +1,3 @@
-// Package index maps chunk hashes to where they are stored in packs: the
-// in-memory index (Index) and the format of the index objects that a
-// repository stores (Encode, Decode). It knows nothing of storage.
 package index
 
 import (
