@@ -160,3 +160,56 @@ func (r *Repository) walkTree(ctx context.Context, m *chunkplan.Manifest, t tree
 	}
 	return err
 }
+
+// compareTrees is chunkplan.Compare of backup b (with tree) against a
+// (with tree) read through tree.Diff: only the leaves that differ are
+// read, and only their chunks are held. A chunk of a differing part of b
+// that a holds only in a part the two share counts as new. A failure is
+// a *compareError naming the backup whose tree failed, so NewBytes is
+// an upper bound of Compare's (equal when nothing moved within the list,
+// as in a VM's optimized archives, which are in device order).
+func (r *Repository) compareTrees(ctx context.Context, ab Backup, a *storedManifest, bb Backup, b *storedManifest) (chunkplan.Comparison, error) {
+	c := chunkplan.Comparison{TotalChunks: int(b.tree.Chunks), TotalBytes: b.tree.Bytes, ParamsDiffer: a.m.Params != b.m.Params}
+	inA := map[ID]struct{}{}
+	var diff []chunkplan.ChunkRef
+	err := tree.Diff(ctx, *a.tree, *b.tree, uint32(max(a.m.Params.MaxSize, b.m.Params.MaxSize)), r.loadNodes,
+		func(ch chunkplan.ChunkRef) error { inA[ch.Hash] = struct{}{}; return nil },
+		func(ch chunkplan.ChunkRef) error { diff = append(diff, ch); return nil })
+	var de *tree.DiffError
+	if errors.As(err, &de) {
+		name := ab.Name
+		if de.InB {
+			name = bb.Name
+		}
+		err = &compareError{inB: de.InB, err: fmt.Errorf("backup %s: chunk list: %w", name, de.Err)}
+	}
+	if err != nil {
+		return c, err
+	}
+	seen := map[ID]struct{}{}
+	for _, ch := range diff {
+		if _, ok := inA[ch.Hash]; ok {
+			continue
+		}
+		c.NewChunksWithRepeats++
+		c.NewBytesWithRepeats += uint64(ch.Length)
+		if _, ok := seen[ch.Hash]; !ok {
+			seen[ch.Hash] = struct{}{}
+			c.NewChunks++
+			c.NewBytes += uint64(ch.Length)
+		}
+	}
+	c.SharedChunks = c.TotalChunks - c.NewChunksWithRepeats
+	c.SharedBytes = c.TotalBytes - c.NewBytesWithRepeats
+	return c, nil
+}
+
+// compareError is compareTrees' error: the tree of the second backup
+// (inB) or of the first failed to read.
+type compareError struct {
+	inB bool
+	err error
+}
+
+func (e *compareError) Error() string { return e.err.Error() }
+func (e *compareError) Unwrap() error { return e.err }

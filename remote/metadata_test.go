@@ -101,6 +101,26 @@ func TestNightlyMetadata(t *testing.T) {
 	if res3.NewChunks != 0 || meta3 >= 64<<10 || by3[PacksDir] != 0 {
 		t.Errorf("day 3 (identical): %d new chunks, %d bytes of metadata %v, want none and < 64 KiB", res3.NewChunks, meta3, by3)
 	}
+	// What snapshots and push say a backup added, read from the parts of
+	// the trees that differ, against chunkplan.Compare of the whole lists.
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := r.Snapshots(ctx, nil)
+	if err != nil || len(snaps) != 3 {
+		t.Fatalf("snapshots: %v %v", err, snaps)
+	}
+	for i := 1; i < 3; i++ {
+		a, _ := r.Manifest(ctx, backups[i-1])
+		b, _ := r.Manifest(ctx, backups[i])
+		if want := chunkplan.Compare(a, b).NewBytes; snaps[i].NewBytes != want {
+			t.Errorf("snapshots says %s added %d bytes, Compare %d", snaps[i].Name, snaps[i].NewBytes, want)
+		}
+	}
+	if res2.VsPrevious == nil || res2.VsPrevious.NewBytes != snaps[1].NewBytes || res3.VsPrevious == nil || res3.VsPrevious.NewBytes != 0 {
+		t.Errorf("push's comparison with the previous backup: %+v, %+v; snapshots %d", res2.VsPrevious, res3.VsPrevious, snaps[1].NewBytes)
+	}
 	for _, p := range []string{p1, p2, p3} {
 		d := mustDump(t, p)
 		if got := pullBytes(t, ctx, r, d.VMID, d.Stamp); string(got) != string(optimized(t, p)) {

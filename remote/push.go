@@ -120,11 +120,8 @@ func (r *Repository) Push(ctx context.Context, d Dump, opt PushOptions) (res *Pu
 		return nil, err
 	}
 	if prev != nil {
-		res.Previous = prev.name
-		if prev.m.Params == m.Params {
-			c := chunkplan.Compare(prev.m, m)
-			res.VsPrevious = &c
-		}
+		res.Previous = prev.b.Name
+		res.VsPrevious = r.vsPrevious(ctx, prev, m, root, opt.DryRun)
 	}
 	res.Duration = time.Since(start)
 	return res, nil
@@ -211,7 +208,6 @@ func optimizeDump(ctx context.Context, in *input.Input, w io.Writer, opt PushOpt
 // then the manifest (format 3: the root object of the chunk tree root).
 func (r *Repository) commitPush(ctx context.Context, d Dump, m *chunkplan.Manifest, root *tree.Ref, up *uploader, dry bool, res *PushResult) error {
 	res.ArchiveBytes = int64(m.ArchiveSize)
-	res.Chunks = len(m.Chunks)
 	res.StoredBytes, res.Packs = up.stored-res.TreeStored, up.packs
 	var mbuf bytes.Buffer
 	if root != nil {
@@ -285,12 +281,15 @@ type pushRun struct {
 }
 
 func (p *pushRun) chunk(c chunkplan.ChunkRef, data []byte) error {
-	p.m.Chunks = append(p.m.Chunks, c)
 	p.m.ArchiveSize += uint64(c.Length)
+	p.res.Chunks++
 	if p.tw != nil {
+		// The list goes into the tree as it grows, not into memory.
 		if err := p.tw.Add(c); err != nil {
 			return err
 		}
+	} else {
+		p.m.Chunks = append(p.m.Chunks, c)
 	}
 	h := ID(c.Hash)
 	isNew, resumed := p.isNew(h)
@@ -431,11 +430,33 @@ func baseName(p string) string {
 }
 
 type prevBackup struct {
-	name string
-	m    *chunkplan.Manifest
+	b Backup
+	s *storedManifest
 }
 
-// previous loads the manifest of the VM's newest backup before d.
+// vsPrevious compares the pushed backup (m, and its tree root in format
+// 3) with the VM's previous one: chunkplan.Compare of the two lists, or,
+// for two trees, compareTrees. nil when they cannot be compared (other
+// chunking, a tree against a format 2 manifest, a dry run of a tree,
+// whose nodes were not stored, or a previous tree that does not read,
+// which is warned about: the push itself succeeded).
+func (r *Repository) vsPrevious(ctx context.Context, prev *prevBackup, m *chunkplan.Manifest, root *tree.Ref, dry bool) *chunkplan.Comparison {
+	if prev.s.m.Params != m.Params || (prev.s.tree == nil) != (root == nil) || (root != nil && dry) {
+		return nil
+	}
+	if root == nil {
+		c := chunkplan.Compare(prev.s.m, m)
+		return &c
+	}
+	c, err := r.compareTrees(ctx, prev.b, prev.s, Backup{Name: "this push"}, &storedManifest{m: m, tree: root})
+	if err != nil {
+		r.warnf("comparing with %s: %v", prev.b.Name, err)
+		return nil
+	}
+	return &c
+}
+
+// previous reads the manifest object of the VM's newest backup before d.
 func (r *Repository) previous(ctx context.Context, d Dump) (*prevBackup, error) {
 	backups, err := r.Backups(ctx)
 	if err != nil {
@@ -448,7 +469,7 @@ func (r *Repository) previous(ctx context.Context, d Dump) (*prevBackup, error) 
 		if b.VMID != d.VMID || b.Stamp >= d.Stamp {
 			continue
 		}
-		m, err := r.Manifest(ctx, b)
+		s, err := r.readManifest(ctx, b)
 		if errors.Is(err, ErrCorruptObject) {
 			r.warnf("%v", err)
 			continue
@@ -456,7 +477,7 @@ func (r *Repository) previous(ctx context.Context, d Dump) (*prevBackup, error) 
 		if err != nil {
 			return nil, err
 		}
-		return &prevBackup{name: b.Name, m: m}, nil
+		return &prevBackup{b: b, s: s}, nil
 	}
 	return nil, nil
 }

@@ -29,7 +29,10 @@ type Snapshot struct {
 }
 
 // Snapshots lists the backups (of the given VM ids, or all) with their
-// sizes and what each added over the VM's previous backup.
+// sizes and what each added over the VM's previous backup. Backups stored
+// as trees (format 3) are compared through the parts of their trees that
+// differ (compareTrees); the index is loaded only when such a comparison
+// needs it.
 func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot, error) {
 	backups, err := r.Backups(ctx)
 	if err != nil {
@@ -40,13 +43,19 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 		want[id] = true
 	}
 	var out []Snapshot
-	var prev *chunkplan.Manifest
-	prevVM := ""
+	var prev *prevBackup
 	for _, b := range backups {
 		if len(want) > 0 && !want[b.VMID] {
 			continue
 		}
-		m, err := r.snapshotManifest(ctx, b)
+		s, err := r.readManifest(ctx, b)
+		var newBytes uint64
+		if err == nil {
+			newBytes = s.m.ArchiveSize
+			if prev != nil && prev.b.VMID == b.VMID && prev.s.m.Params == s.m.Params {
+				newBytes, err = r.addedBytes(ctx, prev, b, s)
+			}
+		}
 		if errors.Is(err, ErrCorruptObject) {
 			// Listed, marked damaged; the other backups are listed as usual.
 			out = append(out, Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Protected: b.Protected, Damaged: err.Error()})
@@ -56,33 +65,52 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 		if err != nil {
 			return nil, err
 		}
-		s := Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Size: m.ArchiveSize, NewBytes: m.ArchiveSize,
-			Disks: len(m.Devices), Source: m.Source, Protected: b.Protected}
-		if prev != nil && prevVM == b.VMID && prev.Params == m.Params {
-			s.NewBytes = chunkplan.Compare(prev, m).NewBytes
-		}
-		prev, prevVM = m, b.VMID
-		out = append(out, s)
+		m := s.m
+		out = append(out, Snapshot{VMID: b.VMID, Name: b.Name, Time: b.Time, Size: m.ArchiveSize, NewBytes: newBytes,
+			Disks: len(m.Devices), Source: m.Source, Protected: b.Protected})
+		prev = &prevBackup{b: b, s: s}
 	}
 	return out, nil
 }
 
-// snapshotManifest is Manifest for Snapshots, which loads the index only
-// when a backup's chunks are a tree (format 3) whose nodes it must find.
-func (r *Repository) snapshotManifest(ctx context.Context, b Backup) (*chunkplan.Manifest, error) {
-	r.mu.Lock()
-	loaded := r.index != nil
-	r.mu.Unlock()
-	if !loaded {
-		s, err := r.readManifest(ctx, b)
-		if err != nil || s.tree == nil {
-			return s.manifest(), err
-		}
-		if _, err := r.LoadIndex(ctx, false); err != nil {
-			return nil, err
+// addedBytes is the bytes of backup b (read as s) in chunks its
+// predecessor prev lacks: chunkplan.Compare of two format 2 manifests,
+// compareTrees of two trees, and a tree against a format 2 manifest (as
+// after a migration) through the whole chunk list of the tree.
+func (r *Repository) addedBytes(ctx context.Context, prev *prevBackup, b Backup, s *storedManifest) (uint64, error) {
+	if s.tree != nil || prev.s.tree != nil {
+		r.mu.Lock()
+		loaded := r.index != nil
+		r.mu.Unlock()
+		if !loaded {
+			if _, err := r.LoadIndex(ctx, false); err != nil {
+				return 0, err
+			}
 		}
 	}
-	return r.Manifest(ctx, b)
+	if s.tree != nil && prev.s.tree != nil {
+		c, err := r.compareTrees(ctx, prev.b, prev.s, b, s)
+		var ce *compareError
+		if errors.As(err, &ce) && !ce.inB {
+			// The previous backup's tree does not read (check reports
+			// it): this one is not damaged for that; all of it counts.
+			r.warnf("%v", err)
+			return s.m.ArchiveSize, nil
+		}
+		return c.NewBytes, err
+	}
+	pm, m := prev.s.m, s.m
+	var err error
+	if prev.s.tree != nil {
+		pm, err = r.Manifest(ctx, prev.b)
+	}
+	if err == nil && s.tree != nil {
+		m, err = r.Manifest(ctx, b)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return chunkplan.Compare(pm, m).NewBytes, nil
 }
 
 // Object downloads a small object of the repository (a sidecar).

@@ -232,3 +232,58 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestDiff: the chunks Diff reports for two trees are exactly those of
+// the leaves that differ, a superset of the chunks each lacks, and an
+// identical pair reports nothing and loads only inner nodes.
+func TestDiff(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(11, 12))
+	chunks := randomChunks(rng, 50000)
+	s := memStore{}
+	ra, _ := build(t, s, chunks)
+	changed := append([]chunkplan.ChunkRef(nil), chunks...)
+	for range 10 {
+		changed[rng.IntN(len(changed))] = randomChunks(rng, 1)[0]
+	}
+	rb, _ := build(t, s, changed)
+	var onlyA, onlyB []chunkplan.ChunkRef
+	loads := 0
+	load := func(ctx context.Context, ids []ID) ([][]byte, []error) {
+		loads += len(ids)
+		return s.load(ctx, ids)
+	}
+	err := Diff(context.Background(), ra, rb, 1<<16, load,
+		func(c chunkplan.ChunkRef) error { onlyA = append(onlyA, c); return nil },
+		func(c chunkplan.ChunkRef) error { onlyB = append(onlyB, c); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	inA := map[ID]bool{}
+	for _, c := range chunks {
+		inA[c.Hash] = true
+	}
+	inOnlyB := map[ID]bool{}
+	for _, c := range onlyB {
+		inOnlyB[c.Hash] = true
+	}
+	for _, c := range changed {
+		if !inA[c.Hash] && !inOnlyB[c.Hash] {
+			t.Fatal("a chunk of b that a lacks was not reported")
+		}
+	}
+	if len(onlyB) == 0 || len(onlyB) > 10*2*MaxEntries || len(onlyA) > 10*2*MaxEntries || loads > len(s)/4 {
+		t.Fatalf("10 changes reported %d and %d chunks", len(onlyA), len(onlyB))
+	}
+	t.Logf("10 changed chunks of 50,000: %d and %d chunks reported, %d node loads (%d nodes in all)", len(onlyA), len(onlyB), loads, len(s))
+	loads = 0
+	onlyA, onlyB = nil, nil
+	if err := Diff(context.Background(), rb, rb, 1<<16, load,
+		func(c chunkplan.ChunkRef) error { onlyA = append(onlyA, c); return nil },
+		func(c chunkplan.ChunkRef) error { onlyB = append(onlyB, c); return nil }); err != nil || len(onlyA)+len(onlyB) > 0 {
+		t.Fatalf("a tree against itself: %v, %d+%d chunks", err, len(onlyA), len(onlyB))
+	}
+	if loads != 0 {
+		t.Fatalf("a tree against itself loaded %d nodes", loads)
+	}
+}
