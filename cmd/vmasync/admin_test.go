@@ -289,6 +289,7 @@ func TestCheckVerboseAndReadDataPercent(t *testing.T) {
 // Help texts: pack --ctime defaults to now; report and manifest show
 // --window and -v; --transfers uploads only on push.
 func TestHelpTexts(t *testing.T) {
+	t.Parallel()
 	help := func(cmd string) string {
 		r := runCLI(t, nil, cmd, "--help")
 		if r.code != 0 {

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -58,6 +59,7 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	ctx            context.Context
+	parsed         func() // the command line is parsed: releases cliSetup
 }
 
 // reportedError is returned by a command that has already printed its
@@ -109,10 +111,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, ctx: ctx}
+	cliSetup.Lock()
+	var unlock sync.Once
+	e.parsed = func() { unlock.Do(cliSetup.Unlock) }
+	defer e.parsed()
 	app := newApp(e)
 	err := app.RunContext(ctx, args)
 	return exitCode(ctx, err, stderr)
 }
+
+// cliSetup is held by run from its start until the command's Action
+// begins (or until run returns, when no Action runs: help, --version, a
+// usage error). urfave/cli v2 writes to package-level state of its own
+// while it sets up and parses a command line (the shared help and version
+// flags' defaults, the shared help command's names), so two runs in one
+// process, as the tests make them in parallel, must not parse at the same
+// time; everything else of a run (its app, commands and flags) is new for
+// each run.
+var cliSetup sync.Mutex
 
 // exitCode prints err (one line) and maps it to the exit code.
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
@@ -196,10 +212,17 @@ func init() {
 
 func newApp(e *env) *cli.App {
 	commands := []*cli.Command{infoCommand(e), verifyCommand(e), optimizeCommand(e), unpackCommand(e), packCommand(e), reportCommand(e), manifestCommand(e),
-		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), mountCommand(e), checkCommand(e), pruneCommand(e), repairCommand(e), unlockCommand(e),
+		initCommand(e), pushCommand(e), snapshotsCommand(e), pullCommand(e), mountCommand(e), checkCommand(e), pruneCommand(e), repairCommand(e), migrateCommand(e), unlockCommand(e),
 		configCommand(e), obscureCommand(e)}
 	for _, c := range commands {
 		c.OnUsageError = onUsageError
+		action := c.Action
+		c.Action = func(cCtx *cli.Context) error {
+			if e.parsed != nil {
+				e.parsed()
+			}
+			return action(cCtx)
+		}
 		c.Flags = append(c.Flags, globalFlags()...)
 	}
 	return &cli.App{

@@ -173,6 +173,7 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 func TestInfoRealText(t *testing.T) {
+	t.Parallel()
 	r := runCLI(t, nil, "info", needReal(t))
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("%v", r)
@@ -200,6 +201,7 @@ func TestInfoRealText(t *testing.T) {
 }
 
 func TestInfoRealJSON(t *testing.T) {
+	t.Parallel()
 	r := runCLI(t, nil, "info", "--json", needReal(t))
 	if r.code != 0 {
 		t.Fatalf("%v", r)
@@ -268,6 +270,7 @@ func TestInfoRealJSON(t *testing.T) {
 }
 
 func TestVerifyReal(t *testing.T) {
+	t.Parallel()
 	s := needReal(t)
 	r := runCLI(t, nil, "verify", s)
 	if r.code != 1 || r.stdout != "" {
@@ -305,6 +308,7 @@ func TestVerifyReal(t *testing.T) {
 }
 
 func TestUnpackRealFailsCleanly(t *testing.T) {
+	t.Parallel()
 	s := needReal(t)
 	dir := filepath.Join(t.TempDir(), "out")
 	r := runCLI(t, nil, "unpack", s, dir)
@@ -326,6 +330,7 @@ func TestUnpackRealFailsCleanly(t *testing.T) {
 }
 
 func TestPackVerifyUnpackRoundTrip(t *testing.T) {
+	t.Parallel()
 	archive, images := packed(t, "--uuid", "01234567-89ab-cdef-0123-456789abcdef", "--ctime", "1700000000")
 
 	r := runCLI(t, nil, "verify", archive)
@@ -393,6 +398,7 @@ func TestPackVerifyUnpackRoundTrip(t *testing.T) {
 }
 
 func TestStdinInProcess(t *testing.T) {
+	t.Parallel()
 	archive, images := packed(t)
 	data, err := os.ReadFile(archive)
 	if err != nil {
@@ -418,6 +424,7 @@ func TestStdinInProcess(t *testing.T) {
 }
 
 func TestCompressedInputs(t *testing.T) {
+	t.Parallel()
 	archive, images := packed(t)
 	data, err := os.ReadFile(archive)
 	if err != nil {
@@ -477,6 +484,7 @@ func TestCompressedInputs(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	archive, images := packed(t)
 	for _, args := range [][]string{
 		{},
@@ -518,6 +526,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestCorruptHeader(t *testing.T) {
+	t.Parallel()
 	archive, _ := packed(t)
 	data, _ := os.ReadFile(archive)
 	data[40] ^= 0xff
@@ -549,6 +558,7 @@ func TestCorruptHeader(t *testing.T) {
 }
 
 func TestPackFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "out.vma")
 
@@ -621,6 +631,7 @@ func TestPackFailureLeavesNothing(t *testing.T) {
 }
 
 func TestPackToStdout(t *testing.T) {
+	t.Parallel()
 	images := makeImages(t, testSizes)
 	var out bytes.Buffer
 	var errb bytes.Buffer
@@ -636,6 +647,7 @@ func TestPackToStdout(t *testing.T) {
 }
 
 func TestHumanBytes(t *testing.T) {
+	t.Parallel()
 	for n, want := range map[uint64]string{
 		0: "0 B", 1023: "1023 B", 1024: "1 KiB", 540672: "528 KiB", 3<<20 + 100: "3.0 MiB",
 		10737418240: "10 GiB", 1536: "1.5 KiB",
@@ -647,6 +659,7 @@ func TestHumanBytes(t *testing.T) {
 }
 
 func TestProgressLine(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	p := newProgress(&env{stderr: &b}, opts{progress: "always"}, "x.vma")
 	p.every = 0
@@ -697,6 +710,7 @@ func TestProgressLine(t *testing.T) {
 // command line: each is exit 1 with one error line (an incomplete archive
 // is described by info with exit 0), and unpack leaves nothing behind.
 func TestCorruptionsNeverPanic(t *testing.T) {
+	t.Parallel()
 	var good bytes.Buffer
 	if err := vmatest.Write(&good, vmatest.CorruptionSpec()); err != nil {
 		t.Fatal(err)
@@ -742,6 +756,7 @@ func TestCorruptionsNeverPanic(t *testing.T) {
 
 // TestHostileNames: unpack refuses names that are not plain file names.
 func TestHostileNames(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	if err := vmatest.Write(&b, vmatest.HostileSpec()); err != nil {
 		t.Fatal(err)

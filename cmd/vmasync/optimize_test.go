@@ -29,6 +29,7 @@ func zstdBytes(t *testing.T, b []byte) []byte {
 // orders, through a file and as zstd on stdin, give the same bytes; the
 // result verifies, is optimized, and unpacks to the generator's images.
 func TestOptimizeDeterministic(t *testing.T) {
+	t.Parallel()
 	for _, ns := range vmatest.Shapes() {
 		t.Run(ns.Name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -101,6 +102,7 @@ func TestOptimizeDeterministic(t *testing.T) {
 }
 
 func TestOptimizeInPlaceAndSkip(t *testing.T) {
+	t.Parallel()
 	spec := vmatest.Shapes()[1].Spec
 	arch, _ := vmatest.Archive(spec)
 	dir := t.TempDir()
@@ -131,6 +133,7 @@ func TestOptimizeInPlaceAndSkip(t *testing.T) {
 // TestOptimizeCorruptLeavesNothing: each corruption fails with one line,
 // exit 1, the source unchanged and no output file.
 func TestOptimizeCorruptLeavesNothing(t *testing.T) {
+	t.Parallel()
 	arch, err := vmatest.Archive(vmatest.CorruptionSpec())
 	if err != nil {
 		t.Fatal(err)

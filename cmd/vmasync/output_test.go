@@ -74,6 +74,7 @@ func TestPullOutput(t *testing.T) {
 // TestOptimizeOutput: optimize and manifest keep an existing output file
 // unless --force is given, and name a missing directory.
 func TestOptimizeOutput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := nightly(t, dir, "105", 0, "2026_11_20-01_00_00", true)
 	out := filepath.Join(dir, "out.vma")

@@ -12,6 +12,7 @@ import (
 // TestObscure: vmasync obscure's output is what rclone reveals as the
 // password, from the argument, from stdin and from "-".
 func TestObscure(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		stdin string
 		args  []string

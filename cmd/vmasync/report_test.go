@@ -92,6 +92,7 @@ func runReport(t *testing.T, args ...string) reportJSON {
 // record of changed clusters, the per-device attribution against the
 // totals, and that a saved manifest gives the same vmasync column.
 func TestReportFloorAndManifest(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, b, specB := reportPair(t, dir, 48<<20)
 	var want uint64
@@ -302,6 +303,7 @@ func resticAgainstReport(ctx context.Context, t *testing.T, dir, tag, a, b strin
 
 // TestReportErrors checks one-line errors and exit codes.
 func TestReportErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, b, _ := reportPair(t, dir, 4<<20)
 	data, err := os.ReadFile(b)

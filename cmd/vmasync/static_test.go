@@ -11,6 +11,7 @@ import (
 // TestBinaryStatic: the binary is built without cgo, so it is static and
 // runs on any Linux (a Proxmox host of any version) without a matching libc.
 func TestBinaryStatic(t *testing.T) {
+	t.Parallel()
 	bin := builtBinary(t)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
