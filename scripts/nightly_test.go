@@ -409,6 +409,7 @@ func TestNightlyNotifications(t *testing.T) {
 // runs a night (the hook's right after the job, the timer's later): no
 // backup is uploaded twice, and the remote ends with the newest one only.
 func TestNightlyThreeNightsRetentionSticks(t *testing.T) {
+	t.Parallel() // the real binary in processes of its own, in directories of its own
 	if testing.Short() {
 		t.Skip("builds vmasync and pushes real archives")
 	}

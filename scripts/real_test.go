@@ -5,25 +5,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmasync/vmasync/internal/testbin"
 )
 
-// buildTools builds vmasync and vmagen from this checkout into dir.
+// buildTools builds vmasync and vmagen from this checkout into dir (a
+// link only when their sources changed: internal/testbin).
 func buildTools(t *testing.T, dir string) (vmasync, vmagen string) {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
+	bins, err := testbin.Build(dir, "./cmd/vmasync", "./internal/cmd/vmagen")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatal(err)
 	}
-	cmd := exec.Command(goBin, "build", "-o", dir+"/", "./cmd/vmasync", "./internal/cmd/vmagen")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "vmasync"), filepath.Join(dir, "vmagen")
+	return bins[0], bins[1]
 }
 
 // hasCommand tells whether the built vmasync has a command; an error other
@@ -60,6 +57,7 @@ func linesMentioning(out, vmid string) int {
 // directory remote and clears the queue; a broken remote keeps a dump
 // queued (the hook still exits 0) until a later run pushes it.
 func TestHookQueuesAndNightlyPushesForReal(t *testing.T) {
+	t.Parallel() // the real binary in processes of its own, in directories of its own
 	if testing.Short() {
 		t.Skip("builds vmasync and pushes real archives")
 	}

@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmasync/vmasync/internal/testbin"
 )
 
 var (
@@ -30,25 +31,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// builtBinary builds vmasync once per test run.
+// builtBinary builds vmasync once per test run (a link only when its
+// sources changed: internal/testbin).
 func builtBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
 		binDir, binErr = os.MkdirTemp("", "vmasync-bin-")
 		if binErr != nil {
 			return
 		}
-		binPath = filepath.Join(binDir, "vmasync")
-		// Static, as the README, demo.sh, install.sh and CI build it.
-		cmd := exec.Command(goBin, "build", "-o", binPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			binErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		var bins []string
+		bins, binErr = testbin.Build(binDir, "./cmd/vmasync")
+		if binErr == nil {
+			binPath = bins[0]
 		}
 	})
 	if binErr != nil {
@@ -73,6 +68,7 @@ func exe(t *testing.T, stdin io.Reader, args ...string) result {
 }
 
 func TestBinaryExitCodes(t *testing.T) {
+	t.Parallel()
 	s := needReal(t)
 	archive, _ := packed(t)
 	data, _ := os.ReadFile(archive)
@@ -112,6 +108,7 @@ func TestBinaryExitCodes(t *testing.T) {
 
 // TestBinaryStdin pipes archives into the binary (a real pipe, not a file).
 func TestBinaryStdin(t *testing.T) {
+	t.Parallel()
 	archive, images := packed(t)
 	data, _ := os.ReadFile(archive)
 	pipe := func(b []byte) io.Reader {
@@ -151,6 +148,7 @@ func TestBinaryStdin(t *testing.T) {
 // TestBinaryInterrupt sends SIGINT while verify waits for more input on a
 // pipe: exit 130, one line.
 func TestBinaryInterrupt(t *testing.T) {
+	t.Parallel()
 	archive, _ := packed(t)
 	data, _ := os.ReadFile(archive)
 	cmd := exec.Command(builtBinary(t), "verify", "-")
