@@ -64,6 +64,7 @@ func resticBackup(ctx context.Context, t *testing.T, dir string, data []byte) (a
 // repository's polynomial and ResticParams, predicts what restic 0.14
 // really stores.
 func TestPredictsRestic(t *testing.T) {
+	t.Parallel() // mostly waiting for restic
 	if _, err := exec.LookPath("restic"); err != nil {
 		t.Fatalf("restic binary not found (%v): apt-get install restic", err)
 	}

@@ -27,8 +27,14 @@ import (
 // After the kills, the next push and prune succeed, check --read-data is
 // clean, and every backup kept pulls byte-exactly.
 func TestKillAnywhere(t *testing.T) {
-	t.Run("local", func(t *testing.T) { killAnywhere(t, filepath.Join(t.TempDir(), "remote"), "") })
+	t.Parallel()
+	n := killNights(t) // both runs push the same dumps
+	t.Run("local", func(t *testing.T) {
+		t.Parallel()
+		killAnywhere(t, n, filepath.Join(t.TempDir(), "remote"), "")
+	})
 	t.Run("sftp", func(t *testing.T) {
+		t.Parallel()
 		// rclone's SFTP server in this process; the killed binary talks to
 		// it over 127.0.0.1, so a kill cuts an upload off mid-transfer.
 		if _, err := exec.LookPath("ssh-keygen"); err != nil {
@@ -51,22 +57,21 @@ func TestKillAnywhere(t *testing.T) {
 		t.Cleanup(func() { _, _ = rc.Calls.Get("serve/stop").Fn(ctx, rc.Params{"id": out["id"]}) })
 		host, port, _ := net.SplitHostPort(out["addr"].(string))
 		rem := fmt.Sprintf(":sftp,host=%s,port=%s,user=vm,pass=%s,known_hosts_file=none:pve", host, port, obscure.MustObscure("secret"))
-		killAnywhere(t, rem, filepath.Join(served, "pve"))
+		killAnywhere(t, n, rem, filepath.Join(served, "pve"))
 	})
 }
 
-// killAnywhere runs the kill scenario against rem; dir is the remote's
-// directory on this machine ("" when rem is a local path itself).
-func killAnywhere(t *testing.T, rem, dir string) {
-	bin := builtBinary(t)
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 1))
-	t.Logf("seed %d", seed)
-	if dir == "" {
-		dir = rem
-	}
-	var nights []string
-	want := map[string]string{} // backup stem -> optimized archive
+// nights are the dump directories of the kill scenario, one a night, and
+// what the last night's backups (the ones kept by prune --keep-last 1)
+// must pull as.
+type nights struct {
+	dirs []string
+	want map[string]string // backup stem -> optimized archive
+}
+
+// killNights writes three nights of two VMs' dumps.
+func killNights(t *testing.T) nights {
+	n := nights{want: map[string]string{}}
 	for night := range 3 {
 		dir := t.TempDir()
 		for vm := range 2 {
@@ -83,10 +88,26 @@ func killAnywhere(t *testing.T, rem, dir string) {
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			want[stem] = exe(t, nil, "optimize", p, "-").stdout
+			if night == 2 {
+				n.want[stem] = exe(t, nil, "optimize", p, "-").stdout
+			}
 		}
-		nights = append(nights, dir)
+		n.dirs = append(n.dirs, dir)
 	}
+	return n
+}
+
+// killAnywhere runs the kill scenario against rem; dir is the remote's
+// directory on this machine ("" when rem is a local path itself).
+func killAnywhere(t *testing.T, n nights, rem, dir string) {
+	bin := builtBinary(t)
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("seed %d", seed)
+	if dir == "" {
+		dir = rem
+	}
+	nights, want := n.dirs, n.want
 	killed := 0
 	const rounds = 12
 	for round := range rounds {

@@ -201,10 +201,11 @@ func TestPushCorruptDumpContinues(t *testing.T) {
 // TestPushKilled kills a push (SIGKILL) after its first pack is stored;
 // the next push reuses the stored packs and ends with a complete backup.
 func TestPushKilled(t *testing.T) {
+	t.Parallel()
 	bin := builtBinary(t)
 	dumps := t.TempDir()
 	rem := filepath.Join(t.TempDir(), "remote")
-	s := vmatest.Spec{Disks: []vmatest.Disk{{Name: "drive-scsi0", Size: 96 << 20, Content: vmatest.Random}}, Order: vmatest.ProxmoxLike, Seed: 9}
+	s := vmatest.Spec{Disks: []vmatest.Disk{{Name: "drive-scsi0", Size: 48 << 20, Content: vmatest.Random}}, Order: vmatest.ProxmoxLike, Seed: 9}
 	b, err := vmatest.Archive(s)
 	if err != nil {
 		t.Fatal(err)
