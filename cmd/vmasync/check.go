@@ -20,8 +20,8 @@ func snapshotsCommand(e *env) *cli.Command {
 			"size, the bytes in chunks the VM's previous backup did not have, and whether\n" +
 			"they are protected (a .protected file was pushed with them).",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
-			&cli.StringSliceFlag{Name: "vmid", Usage: "only VM `ID` (repeatable)"},
+			jsonFlag("print JSON on stdout"),
+			vmidFlag("only VM `ID` (repeatable)"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 1)
@@ -107,7 +107,7 @@ func checkCommand(e *env) *cli.Command {
 			"chunk (or the pack, for a damaged header); the exit code is then 1.",
 		Flags: []cli.Flag{
 			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them (--read-data=10 or --read-data 10)"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every backup checked with its result on stdout, and what was read"},
+			verboseFlag("list every backup checked with its result on stdout, and what was read"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 2)

@@ -31,7 +31,7 @@ func infoCommand(e *env) *cli.Command {
 			"checksum, a short extent, ...) is an error and exits 1.\n\n" +
 			"--json prints one JSON object instead (documented in docs/cli.md).",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON object (snake_case keys) instead of text"},
+			jsonFlag("print a JSON object (snake_case keys) instead of text"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 1)

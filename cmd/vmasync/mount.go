@@ -49,10 +49,10 @@ func mountCommand(e *env) *cli.Command {
 			"appear at the next mount. Needs /dev/fuse (root, or fusermount3 from the\n" +
 			"fuse3 package).",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "vmid", Usage: "only the backups of VM `ID` (repeatable)"},
+			vmidFlag("only the backups of VM `ID` (repeatable)"),
 			&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "keep up to `SIZE` of chunks in memory (256M, 1G)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users than the one mounting read the files (FUSE allow_other)"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+			verboseFlag(sayMoreRclone),
 		},
 		Action: func(cCtx *cli.Context) error { return mountAction(e, cCtx) },
 	})

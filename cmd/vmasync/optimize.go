@@ -38,10 +38,10 @@ func optimizeCommand(e *env) *cli.Command {
 			"bytes from restic, borg and rdiff; keep the output uncompressed when it goes to\n" +
 			"a deduplicating store.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "rewrite SRC even if it is already optimized; replace an existing DST"},
+			forceFlag("rewrite SRC even if it is already optimized; replace an existing DST"),
 			&cli.StringFlag{Name: "compress", Usage: "compress the output: `ALGO` is zstd (defeats deduplication downstream)"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a stream before spilling, in `BYTES`"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was done"},
+			verboseFlag("print what was done"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 2)

@@ -35,8 +35,8 @@ func packCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "uuid", Usage: "archive `UUID` (8-4-4-4-12 hex; default random)"},
 			&cli.Int64Flag{Name: "ctime", Usage: "creation time, `UNIX` seconds since the epoch", DefaultText: "now"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace OUT if it exists"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
+			forceFlag("replace OUT if it exists"),
+			verboseFlag("print what was written"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 2, 2)

@@ -49,13 +49,13 @@ func pushCommand(e *env) *cli.Command {
 			"DUMPDIR. push initialises an empty remote, and refuses a non-empty directory\n" +
 			"that is not a vmasync repository unless --force.",
 		Flags: append(keepFlags(),
-			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "read and chunk the dumps and say what would be uploaded, without uploading"},
-			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
-			&cli.StringSliceFlag{Name: "vmid", Usage: "push only the backups of VM `ID` (repeatable)"},
+			dryRunFlag("read and chunk the dumps and say what would be uploaded, without uploading"),
+			jsonFlag("print the results as JSON on stdout"),
+			vmidFlag("push only the backups of VM `ID` (repeatable)"),
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "attempts per dump when the remote fails with a retriable error"},
 			&cli.StringFlag{Name: "compression", Value: "fastest", Usage: "zstd `LEVEL` of new chunks: fastest (about zstd -1, as Proxmox Backup Server), default (about zstd -3, as restic) or better (about zstd -7)"},
 			&cli.StringFlag{Name: "temp-dir", Usage: "`DIR` for the spill file of the streaming reorder (default: $TMPDIR or /tmp)"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+			verboseFlag(sayMoreRclone),
 			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory that is not one"},
 		),
 		Action: func(cCtx *cli.Context) error { return pushAction(e, cCtx) },
@@ -248,6 +248,7 @@ type pushJSON struct {
 	ResumedBytes int64    `json:"resumed_bytes,omitempty"`
 	StoredBytes  int64    `json:"stored_bytes"`
 	Uploaded     int64    `json:"uploaded_bytes"`
+	Metadata     int64    `json:"metadata_bytes"`
 	Previous     string   `json:"previous,omitempty"`
 	PrevNewBytes *uint64  `json:"new_bytes_vs_previous,omitempty"`
 	Seconds      float64  `json:"seconds"`
@@ -352,7 +353,7 @@ func fillPushJSON(j *pushJSON, res *remote.PushResult, dry bool) {
 	j.ArchiveBytes, j.NewBytes, j.SharedBytes = res.ArchiveBytes, res.NewBytes, res.SharedBytes
 	j.SavingPct = 100 * res.Saving()
 	j.ResumedBytes = res.ResumedBytes
-	j.StoredBytes, j.Uploaded = res.StoredBytes, res.Uploaded
+	j.StoredBytes, j.Uploaded, j.Metadata = res.StoredBytes, res.Uploaded, res.Metadata
 	j.Previous = res.Previous
 	j.Healed = res.Healed
 	if res.VsPrevious != nil {

@@ -222,8 +222,8 @@ func pullCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
 			diskFlag(),
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace existing files"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say more (also rclone's INFO messages)"},
+			forceFlag("replace existing files"),
+			verboseFlag(sayMoreRclone),
 		},
 		Action: func(cCtx *cli.Context) error {
 			if len(cCtx.StringSlice("disk")) > 0 {

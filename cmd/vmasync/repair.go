@@ -26,7 +26,7 @@ func repairCommand(e *env) *cli.Command {
 			"finds. Exit 1 when backups lost data and no dump was found for some of them.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "download every pack and check every chunk (without it, damage inside a chunk is not seen)"},
-			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "say what would be done, change nothing"},
+			dryRunFlag("say what would be done, change nothing"),
 			&cli.PathFlag{Name: "dump-dir", Usage: "the vzdump dump `DIR` to look for dumps that restore lost backups"},
 		},
 		Action: func(cCtx *cli.Context) error {

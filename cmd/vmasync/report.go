@@ -100,7 +100,7 @@ func reportCommand(e *env) *cli.Command {
 			"(price per 10^12 bytes) and --upload-mbps (10^6 bits/s) add cost and upload\n" +
 			"time of the new bytes.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON object (see docs/cli.md)"},
+			jsonFlag("print a JSON object (see docs/cli.md)"),
 			&cli.StringFlag{Name: "polynomial", Usage: "restic repository chunker polynomial, `HEX`"},
 			&cli.Float64Flag{Name: "price-per-tb", Usage: "storage or transfer `PRICE` per TB (10^12 bytes) for a cost estimate"},
 			&cli.Float64Flag{Name: "upload-mbps", Usage: "upload speed in `MBPS` (10^6 bit/s) for a time estimate"},
@@ -391,8 +391,8 @@ func manifestCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT` (required)"},
 			&cli.StringFlag{Name: "polynomial", Usage: "use restic's chunk sizes with this restic repository polynomial, `HEX`"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a streamed archive, in `BYTES`"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace OUT if it exists"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what was written"},
+			forceFlag("replace OUT if it exists"),
+			verboseFlag("print what was written"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 1)

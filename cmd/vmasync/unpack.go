@@ -32,7 +32,7 @@ func unpackCommand(e *env) *cli.Command {
 			"unpack prints nothing on success; -v lists the files written with their sizes.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "device", Aliases: []string{"d"}, Usage: "extract only device `NAME` (e.g. drive-scsi0); repeatable"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list the files written with their sizes"},
+			verboseFlag("list the files written with their sizes"),
 		},
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 2, 2)

@@ -30,7 +30,7 @@ func verifyCommand(e *env) *cli.Command {
 			"-v also prints the `vma list` lines (CFG:, DEV:, CTIME:) before the check,\n" +
 			"progress lines on stderr and a summary of zero data after it, like `vma verify -v`.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print the header, progress lines and a zero-data summary"},
+			verboseFlag("print the header, progress lines and a zero-data summary"),
 			&cli.BoolFlag{Name: "proxmox", Usage: "make only the checks of Proxmox's vma verify (no completeness check)"},
 		},
 		Action: func(cCtx *cli.Context) error {
