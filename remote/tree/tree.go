@@ -39,13 +39,13 @@ const (
 	// NodeEntrySize is a child's id (32), bytes u64 and chunks u64.
 	NodeEntrySize = 32 + 8 + 8
 	// Bits sets the average entries of a node: 2^Bits.
-	Bits = 4
+	Bits = 3
 	// MaxEntries bounds a node (8 × the average; reached by chance in
-	// about one node in 4,000, and by long runs of one repeated chunk).
+	// about one node in 5,000, and by long runs of one repeated chunk).
 	MaxEntries = 8 << Bits
-	// MaxLevel bounds a tree's height: 2^(4·12) chunks is far beyond any
+	// MaxLevel bounds a tree's height: 2^(3·16) chunks is far beyond any
 	// archive.
-	MaxLevel = 12
+	MaxLevel = 16
 	// MaxNode is the largest node in bytes.
 	MaxNode = HeaderSize + MaxEntries*NodeEntrySize
 )

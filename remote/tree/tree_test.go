@@ -272,7 +272,7 @@ func TestDiff(t *testing.T) {
 			t.Fatal("a chunk of b that a lacks was not reported")
 		}
 	}
-	if len(onlyB) == 0 || len(onlyB) > 10*2*MaxEntries || len(onlyA) > 10*2*MaxEntries || loads > len(s)/4 {
+	if len(onlyB) == 0 || len(onlyB) > 10*2*MaxEntries || len(onlyA) > 10*2*MaxEntries || loads > len(s)/3 {
 		t.Fatalf("10 changes reported %d and %d chunks", len(onlyA), len(onlyB))
 	}
 	t.Logf("10 changed chunks of 50,000: %d and %d chunks reported, %d node loads (%d nodes in all)", len(onlyA), len(onlyB), loads, len(s))
