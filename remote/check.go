@@ -74,8 +74,9 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	res.Backups = len(backups)
 	res.Packs = len(r.packs)
 	res.Chunks = r.index.Len()
+	verified := index.NewMarks(r.index.Positions())
 	for _, b := range backups {
-		if err := r.checkBackup(ctx, b, res); err != nil {
+		if err := r.checkBackup(ctx, b, res, verified); err != nil {
 			return nil, err
 		}
 	}
@@ -96,15 +97,33 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 
 // checkBackup checks that the index holds every chunk of a backup, with
 // the length its manifest says, within its pack's listed size; reading a
-// chunk tree (format 3) checks every node of it.
-func (r *Repository) checkBackup(ctx context.Context, b Backup, res *CheckResult) error {
+// chunk tree (format 3) checks every node of it. The nodes of a backup
+// found whole are marked in verified, and later backups do not read
+// again what lies below them (one VM's backups share most of their
+// trees), so check reads each distinct node once.
+func (r *Repository) checkBackup(ctx context.Context, b Backup, res *CheckResult, verified index.Marks) error {
 	missing, total := 0, 0
 	var firstMissing int64 = -1
 	short := map[ID]int{}
 	var off int64
+	problems := len(res.Problems)
+	var walked []int // index positions of this backup's nodes
 	s, err := r.readManifest(ctx, b)
 	if err == nil {
-		err = r.eachChunk(ctx, b, s, tree.Visitor{Chunk: func(c chunkplan.ChunkRef) error {
+		err = r.eachChunk(ctx, b, s, tree.Visitor{Node: func(t tree.Ref) bool {
+			i, ok := r.index.Pos(ID(t.ID))
+			if ok && verified.Has(i) {
+				return false
+			}
+			if ok {
+				walked = append(walked, i)
+			}
+			return true
+		}, Skipped: func(t tree.Ref) error {
+			total += int(t.Chunks)
+			off += int64(t.Bytes)
+			return nil
+		}, Chunk: func(c chunkplan.ChunkRef) error {
 			h := ID(c.Hash)
 			total++
 			loc, ok := r.index.Get(h)
@@ -129,6 +148,11 @@ func (r *Repository) checkBackup(ctx context.Context, b Backup, res *CheckResult
 	}
 	if err != nil {
 		return err
+	}
+	if missing == 0 && len(short) == 0 && len(res.Problems) == problems {
+		for _, i := range walked {
+			verified.Set(i)
+		}
 	}
 	if missing > 0 {
 		res.Problems = append(res.Problems, Problem{Backup: b.Name, Msg: fmt.Sprintf("%d of %d chunks are in no index (data missing; the first at byte offset %d); push its dump again or see 'vmasync repair'", missing, total, firstMissing)})

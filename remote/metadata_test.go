@@ -128,3 +128,38 @@ func TestNightlyMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckReadsSharedTreesOnce: check reads what backups share once:
+// three backups of one VM with the same chunk list cost check about what
+// one does (the nodes of the first, then only the root objects).
+func TestCheckReadsSharedTreesOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := backend.NewMem()
+	r, err := Init(ctx, mem, chunkplan.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := writeDump(t, dir, vmSpec(31, 0), "130", "2026_11_20-01_00_00", false)
+	pushAll(t, ctx, r, dir)
+	read := func() int64 {
+		before := mem.BytesRead()
+		cr, err := r.Check(ctx, CheckOptions{})
+		if err != nil || len(cr.Problems) > 0 {
+			t.Fatalf("check: %v %v", err, cr)
+		}
+		return mem.BytesRead() - before
+	}
+	one := read()
+	b, _ := os.ReadFile(p)
+	for _, stamp := range []string{"2026_11_21-01_00_00", "2026_11_22-01_00_00"} {
+		os.WriteFile(filepath.Join(dir, "vzdump-qemu-130-"+stamp+".vma"), b, 0o644)
+	}
+	pushAll(t, ctx, r, dir)
+	three := read()
+	t.Logf("check read %d bytes for one backup, %d for three sharing its tree", one, three)
+	if three > one+one/5 {
+		t.Fatalf("check read %d bytes for three backups sharing one tree, %d for one", three, one)
+	}
+}

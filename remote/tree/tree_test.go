@@ -287,3 +287,41 @@ func TestDiff(t *testing.T) {
 		t.Fatalf("a tree against itself loaded %d nodes", loads)
 	}
 }
+
+// TestWalkSkippedInOrder: nodes skipped anywhere in the tree are handed
+// to Skipped at their place in the stream: counting their bytes, every
+// chunk visited is found at its offset in the whole list.
+func TestWalkSkippedInOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(13, 14))
+	chunks := randomChunks(rng, 30000)
+	s := memStore{}
+	r, _ := build(t, s, chunks)
+	at := map[uint64]chunkplan.ChunkRef{}
+	var off uint64
+	for _, c := range chunks {
+		at[off] = c
+		off += uint64(c.Length)
+	}
+	off = 0
+	skipped, visited := 0, 0
+	err := Walk(context.Background(), r, 1<<16, s.load, Visitor{
+		Node: func(n Ref) bool { return n == r || n.ID[0] >= 40 },
+		Skipped: func(n Ref) error {
+			skipped++
+			off += n.Bytes
+			return nil
+		},
+		Chunk: func(c chunkplan.ChunkRef) error {
+			if at[off] != c {
+				t.Fatalf("chunk at offset %d is not the list's", off)
+			}
+			visited++
+			off += uint64(c.Length)
+			return nil
+		},
+	})
+	if err != nil || off != r.Bytes || skipped == 0 || visited == 0 {
+		t.Fatalf("walk: %v; %d of %d bytes, %d skipped, %d chunks", err, off, r.Bytes, skipped, visited)
+	}
+}

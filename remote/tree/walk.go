@@ -14,15 +14,25 @@ type Loader func(ctx context.Context, ids []ID) (data [][]byte, errs []error)
 // Visitor receives a walk. Node, if set, is called for every node before
 // it is loaded; returning false skips the node and everything below it
 // (garbage collection skips what it already marked). Chunk, if set,
-// receives the chunks of the leaves visited, in order.
+// receives the chunks of the leaves visited, in order; Skipped, if set,
+// receives each skipped node at its place among them (for a caller that
+// counts archive offsets).
 type Visitor struct {
-	Node  func(r Ref) bool
-	Chunk func(c chunkplan.ChunkRef) error
+	Node    func(r Ref) bool
+	Chunk   func(c chunkplan.ChunkRef) error
+	Skipped func(r Ref) error
 }
 
 // batch is how many nodes of one level a walk loads at once: neighbours
 // are usually stored next to each other, so a batch costs few reads.
 const batch = 256
+
+// item is a node to walk, or one skipped that is passed down to the
+// level of leaves to be reported in order.
+type item struct {
+	Ref
+	skipped bool
+}
 
 // Walk visits the tree below root, depth first and in order, loading
 // nodes in batches of a level. Every node is checked: its format and
@@ -31,46 +41,67 @@ const batch = 256
 // height times batch nodes. Errors name the node and wrap ErrCorrupt
 // when the tree itself is wrong; a loader's error is wrapped as it is.
 func Walk(ctx context.Context, root Ref, maxChunk uint32, load Loader, v Visitor) error {
-	if root.Level > MaxLevel {
+	if root.Level > MaxLevel || root.Level < 0 {
 		return fmt.Errorf("%w: root of level %d", ErrCorrupt, root.Level)
 	}
-	return walk(ctx, []Ref{root}, maxChunk, load, v)
+	return walk(ctx, root.Level, []item{{Ref: root}}, maxChunk, load, v)
 }
 
-func walk(ctx context.Context, refs []Ref, maxChunk uint32, load Loader, v Visitor) error {
-	for len(refs) > 0 {
-		n := min(len(refs), batch)
-		part := refs[:n]
-		refs = refs[n:]
+// walk visits items, nodes of the given level (and skipped nodes above
+// it, passed down in order).
+func walk(ctx context.Context, level int, items []item, maxChunk uint32, load Loader, v Visitor) error {
+	for len(items) > 0 {
+		n := min(len(items), batch)
+		part := items[:n]
+		items = items[n:]
 		var ids []ID
-		var want []Ref
-		for _, r := range part {
-			if v.Node == nil || v.Node(r) {
-				ids = append(ids, r.ID)
-				want = append(want, r)
+		for i := range part {
+			it := &part[i]
+			if !it.skipped && v.Node != nil && !v.Node(it.Ref) {
+				it.skipped = true
 			}
-		}
-		if len(ids) == 0 {
-			continue
+			if !it.skipped {
+				ids = append(ids, it.ID)
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, errs := load(ctx, ids)
-		var children []Ref
-		for i, r := range want {
-			if errs[i] != nil {
-				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, errs[i])
+		var data [][]byte
+		var errs []error
+		if len(ids) > 0 {
+			data, errs = load(ctx, ids)
+		}
+		var children []item
+		k := 0
+		for _, it := range part {
+			if it.skipped {
+				if level > 0 {
+					children = append(children, it)
+				} else if v.Skipped != nil {
+					if err := v.Skipped(it.Ref); err != nil {
+						return err
+					}
+				}
+				continue
 			}
-			nd, err := Parse(data[i], maxChunk)
+			r := it.Ref
+			d, err := data[k], errs[k]
+			k++
+			if err != nil {
+				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, err)
+			}
+			nd, err := Parse(d, maxChunk)
 			if err == nil {
 				err = nd.check(r)
 			}
 			if err != nil {
 				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, err)
 			}
-			if r.Level > 0 {
-				children = append(children, nd.Children...)
+			if level > 0 {
+				for _, c := range nd.Children {
+					children = append(children, item{Ref: c})
+				}
 				continue
 			}
 			if v.Chunk != nil {
@@ -82,7 +113,7 @@ func walk(ctx context.Context, refs []Ref, maxChunk uint32, load Loader, v Visit
 			}
 		}
 		if len(children) > 0 {
-			if err := walk(ctx, children, maxChunk, load, v); err != nil {
+			if err := walk(ctx, level-1, children, maxChunk, load, v); err != nil {
 				return err
 			}
 		}
