@@ -12,6 +12,10 @@
 #                index.DiskIndex built from the index objects (external
 #                merge sort), then the same lookups and walk
 #   disk reopen  the same again: the cached run reused, nothing read
+#   disk verify  reopened with every block checked first (DiskOptions.Verify)
+#   disk push    after indexgen added one index object of 131,072 new
+#                chunks (a night's push of ~1 GiB of new data): reopened,
+#                that object read into a second run
 #   check        the real `vmasync check` of commit REV (default HEAD)
 #   snapshots    the real `vmasync snapshots` of REV
 #
@@ -64,7 +68,10 @@ for s in $SIZES; do
 	measure mem "$s" "$W/indexbench" -mode mem -dir "$R" -hashes "$W/hashes" -lookups "$LOOKUPS"
 	measure "disk build" "$s" "$W/indexbench" -mode disk -dir "$R" -cache "$W/cache" -hashes "$W/hashes" -lookups "$LOOKUPS"
 	measure "disk reopen" "$s" "$W/indexbench" -mode disk -dir "$R" -cache "$W/cache" -hashes "$W/hashes" -lookups "$LOOKUPS"
+	measure "disk verify" "$s" "$W/indexbench" -mode disk -verify -dir "$R" -cache "$W/cache" -hashes "$W/hashes" -lookups "$LOOKUPS"
 	cache=$(du -sb "$W/cache" | cut -f1)
+	"$W/indexgen" -dir "$R" -chunks 131072 -seed 2 >/dev/null
+	measure "disk push" "$s" "$W/indexbench" -mode disk -dir "$R" -cache "$W/cache" -hashes "$W/hashes" -lookups "$LOOKUPS"
 	echo "| $s | sizes | | | $(cat "$W/gen"); index objects $((objs / 1048576)) MiB, cache $((cache / 1048576)) MiB |"
 	if [[ " $CHECK_SIZES " == *" $s "* ]]; then
 		measure "vmasync check" "$s" "$W/vmasync" check "$R"

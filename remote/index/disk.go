@@ -617,16 +617,70 @@ func (x *DiskIndex) countFast() int64 {
 	if len(x.runs) == 0 {
 		return 0
 	}
-	if len(x.runs) > 1 {
-		return -1
-	}
-	r := x.runs[0]
-	for i, p := range r.packs {
-		if p.Records > 0 && p.MaxEnd > x.limit[r.global[i]] {
-			return -1
+	for _, r := range x.runs {
+		for i, p := range r.packs {
+			if p.Records > 0 && p.MaxEnd > x.limit[r.global[i]] {
+				return -1 // some records are not usable: count them through
+			}
 		}
 	}
-	return r.distinct
+	big := 0
+	for i, r := range x.runs {
+		if r.n > x.runs[big].n {
+			big = i
+		}
+	}
+	var small []*run
+	var smallRecs int64
+	for i, r := range x.runs {
+		if i != big {
+			small = append(small, r)
+			smallRecs += r.n
+		}
+	}
+	// Every hash of the small runs looked up in the others (a pread each)
+	// costs less than reading all runs through while they are small
+	// (those of the pushes since the last merge).
+	if smallRecs*int64(len(x.runs)-1) > x.npos/16 {
+		return -1
+	}
+	total := x.runs[big].distinct
+	for j, r := range small {
+		c := newRunCursor(r, nil)
+		var rc rec
+		var last ID
+		for k := 0; ; k++ {
+			ok, err := c.next(&rc)
+			if err != nil {
+				x.fail(r, err)
+				return -1
+			}
+			if !ok {
+				break
+			}
+			if k > 0 && rc.h == last {
+				continue
+			}
+			last = rc.h
+			seen := false
+			for _, o := range append([]*run{x.runs[big]}, small[:j]...) {
+				recs, _, buf, err := o.search(&rc.h, x.buf)
+				x.buf = buf
+				if err != nil {
+					x.fail(o, err)
+					return -1
+				}
+				if len(recs) > 0 {
+					seen = true
+					break
+				}
+			}
+			if !seen {
+				total++
+			}
+		}
+	}
+	return total
 }
 
 // Each calls fn for every chunk (in hash order).

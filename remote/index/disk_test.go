@@ -570,3 +570,34 @@ func TestDiskIndexLoadExtra(t *testing.T) {
 		t.Fatalf("extra run left: %v", err)
 	}
 }
+
+// TestDiskIndexLenAcrossRuns: with every pack usable, Len counts a hash
+// stored in two runs once without reading the big run through.
+func TestDiskIndexLenAcrossRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	tr := newTestRepo(rng, 200, 400)
+	for _, entries := range tr.objects {
+		for _, e := range entries {
+			tr.sizes[e.Pack] = 1 << 40 // no damage
+		}
+	}
+	names := tr.names(nil)
+	dir := t.TempDir()
+	for _, upto := range []int{196, 198, 200} { // a big run, then two small ones
+		x, _ := tr.open(t, dir, names[:upto], DiskOptions{}, nil)
+		if _, err := x.SetPacks(tr.sizes, pack.TrailerLen); err != nil {
+			t.Fatal(err)
+		}
+		x.mu.Lock()
+		fast := x.countFast()
+		x.mu.Unlock()
+		if fast < 0 {
+			t.Fatalf("%d runs: not counted from the small runs", x.Runs())
+		}
+		mem, _ := tr.memIndex(names[:upto])
+		if int(fast) != mem.Len() || x.Len() != mem.Len() {
+			t.Fatalf("%d runs: Len %d (fast %d), want %d", x.Runs(), x.Len(), fast, mem.Len())
+		}
+		x.Close()
+	}
+}

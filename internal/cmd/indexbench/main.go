@@ -8,7 +8,8 @@
 //
 // Half the lookups are of chunks that exist (from -hashes, indexgen's
 // every 1000th hash), half of random ones (the common case of a push of
-// new data). One line of key=value pairs goes to stdout.
+// new data). One line of key=value pairs goes to stdout. Like vmasync,
+// it sets a soft heap limit of 384 MiB unless GOMEMLIMIT is set.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +29,11 @@ import (
 )
 
 func main() {
+	// As cmd/vmasync: a soft heap limit, so that the garbage collector's
+	// headroom does not double what is live.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(384 << 20)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "indexbench:", err)
 		os.Exit(1)
