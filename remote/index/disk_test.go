@@ -601,3 +601,21 @@ func TestDiskIndexLenAcrossRuns(t *testing.T) {
 		x.Close()
 	}
 }
+
+// TestIndexEachPos: Index.EachPos walks what At returns, in order.
+func TestIndexEachPos(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	tr := newTestRepo(rng, 3, 200)
+	x, _ := tr.memIndex(tr.names(nil))
+	n := 0
+	x.EachPos(func(pos int, h ID, l Location) {
+		ah, al := x.At(pos)
+		if pos != n || ah != h || al != l {
+			t.Fatalf("position %d: %s %+v, At %s %+v", pos, h.Short(), l, ah.Short(), al)
+		}
+		n++
+	})
+	if n != x.Positions() {
+		t.Fatalf("%d of %d positions", n, x.Positions())
+	}
+}

@@ -320,6 +320,16 @@ func (x *Index) At(i int) (ID, Location) {
 	return e.h, x.unpack(e.l)
 }
 
+// EachPos calls fn for every position with its chunk, in position
+// (hash) order: the same walk as DiskIndex.EachPos, so that garbage
+// collection can be written once for both.
+func (x *Index) EachPos(fn func(pos int, h ID, l Location)) error {
+	for i, e := range x.sorted {
+		fn(i, e.h, x.unpack(e.l))
+	}
+	return nil
+}
+
 // Marks is a set of positions of an Index, one bit each: garbage
 // collection marks the chunks in use in it, at 1/8 byte a chunk instead of
 // a map's hundred.
