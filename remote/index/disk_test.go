@@ -619,3 +619,39 @@ func TestIndexEachPos(t *testing.T) {
 		t.Fatalf("%d of %d positions", n, x.Positions())
 	}
 }
+
+// TestDiskIndexConcurrentOpens: processes opening one cache at once (two
+// pushes, a push and a check) each get a correct index, whichever runs
+// the others wrote, merged or deleted meanwhile.
+func TestDiskIndexConcurrentOpens(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	tr := newTestRepo(rng, 24, 200)
+	all := tr.names(nil)
+	dir := t.TempDir()
+	sets := [][]string{all[:8], all[:16], all, all[:16], all, all[4:]}
+	type result struct {
+		x   *DiskIndex
+		err error
+	}
+	res := make([]result, len(sets))
+	done := make(chan int)
+	for i, names := range sets {
+		go func() {
+			x, _, err := OpenDisk(DiskOptions{Dir: dir, RepoID: "repo1", Sources: names, MaxRuns: 2, Read: func(n string) ([]Entry, error) {
+				return slices.Clone(tr.objects[n]), nil
+			}})
+			res[i] = result{x, err}
+			done <- i
+		}()
+	}
+	for range sets {
+		<-done
+	}
+	for i, r := range res {
+		if r.err != nil {
+			t.Fatalf("open %d: %v", i, r.err)
+		}
+		compare(t, r.x, tr, sets[i], false, rng)
+		r.x.Close()
+	}
+}
