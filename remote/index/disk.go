@@ -82,6 +82,9 @@ func OpenDisk(o DiskOptions) (*DiskIndex, DiskStats, error) {
 	if o.RepoID == "" || strings.ContainsAny(o.RepoID, `/\`) || o.RepoID == "." || o.RepoID == ".." {
 		return nil, st, fmt.Errorf("index cache: bad repository id %q", o.RepoID)
 	}
+	if o.Dir == "" {
+		return nil, st, errors.New("index cache: no directory")
+	}
 	if o.SortRecords <= 0 {
 		o.SortRecords = 1 << 18
 	}

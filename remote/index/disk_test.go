@@ -527,6 +527,9 @@ func TestDiskIndexSkip(t *testing.T) {
 	if _, _, err := OpenDisk(DiskOptions{Dir: dir, RepoID: "../x"}); err == nil {
 		t.Fatal("bad repository id accepted")
 	}
+	if _, _, err := OpenDisk(DiskOptions{RepoID: "x"}); err == nil {
+		t.Fatal("no directory accepted")
+	}
 }
 
 func TestDiskIndexEmpty(t *testing.T) {
