@@ -80,6 +80,10 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			return nil, err
 		}
 	}
+	if err := r.index.Err(); err != nil {
+		// Chunks it reported missing may be stored: say that instead.
+		return nil, fmt.Errorf("the local index cache failed while check read it (it is rebuilt on the next run; run check again): %w", err)
+	}
 	if !opt.ReadData {
 		return res, nil
 	}
@@ -215,7 +219,7 @@ func (r *Repository) readData(ctx context.Context, opt CheckOptions, res *CheckR
 // index: only for a pack whose own header cannot be trusted).
 func (r *Repository) indexedIn(id ID) []ID {
 	var hs []ID
-	r.index.Each(func(h ID, loc Location) {
+	_ = r.index.EachPos(func(_ int, h ID, loc Location) { // a failure shows in Err, which Check reports
 		if loc.Pack == id {
 			hs = append(hs, h)
 		}

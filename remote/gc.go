@@ -1,9 +1,11 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -107,6 +109,7 @@ type gcRun struct {
 	gone         map[ID]bool     // packs to delete at the end
 	moved        map[ID]Location // repacked chunk -> its new place
 	newPacks     map[ID]int64
+	walkErr      error // of the index walk of plan
 }
 
 // packUse is a pack's bytes (its listed size) and the bytes of the used
@@ -169,15 +172,14 @@ func (g *gcRun) plan() {
 	}
 	// The bytes in use in each pack: of each used chunk, the one place
 	// the index holds. The index is walked, no index object read again.
-	for i := range r.index.Positions() {
-		if !g.used.Has(i) {
-			continue
+	g.walkErr = r.index.EachPos(func(i int, _ ID, loc Location) {
+		if i < 0 || !g.used.Has(i) {
+			return
 		}
-		_, loc := r.index.At(i)
 		if u := g.use[loc.Pack]; u != nil {
 			u.used += int64(loc.Stored)
 		}
-	}
+	})
 	// Packs that are listed but in no index and have no readable header
 	// are not in use: LoadIndex reported them as damaged, and GC never
 	// deletes what it did not prove unreferenced.
@@ -256,20 +258,44 @@ func (g *gcRun) count() {
 // the packs that go.
 func (g *gcRun) commit(ctx context.Context) error {
 	r := g.r
-	var live []index.Entry
-	for i := range r.index.Positions() {
-		if !g.used.Has(i) {
-			continue
+	// The live entries come in hash order and are written in parts as
+	// they come, never held all at once.
+	written := map[string]bool{}
+	var part []index.Entry
+	var err error
+	flush := func() {
+		if err != nil || len(part) == 0 {
+			return
 		}
-		h, loc := r.index.At(i)
+		var w map[string]bool
+		if w, err = r.writeIndexChecked(ctx, part); err == nil {
+			maps.Copy(written, w)
+		}
+		part = part[:0]
+	}
+	walkErr := r.index.EachPos(func(i int, h ID, loc Location) {
+		if i < 0 || !g.used.Has(i) || err != nil {
+			return
+		}
 		if moved, ok := g.moved[h]; ok {
-			live = append(live, index.Entry{Hash: h, Location: moved})
+			part = append(part, index.Entry{Hash: h, Location: moved})
 		} else if !g.gone[loc.Pack] {
-			live = append(live, index.Entry{Hash: h, Location: loc})
+			part = append(part, index.Entry{Hash: h, Location: loc})
+		}
+		if len(part) >= indexEvery {
+			flush()
+		}
+	})
+	flush()
+	if err == nil {
+		err = walkErr
+	}
+	if err == nil {
+		err = cmp.Or(g.walkErr, r.index.Err())
+		if err != nil {
+			err = fmt.Errorf("the local index cache failed while garbage collection read it, so nothing was deleted (run prune again): %w", err)
 		}
 	}
-	slices.SortFunc(live, func(a, b index.Entry) int { return index.Compare(&a.Hash, &b.Hash) })
-	written, err := r.writeIndexChecked(ctx, live)
 	if err != nil {
 		return err
 	}

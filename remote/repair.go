@@ -118,8 +118,12 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairResu
 	// From here on the repository reads through the new index: chunk
 	// trees are walked through it (salvaged nodes are in new packs).
 	r.mu.Lock()
-	r.index = idx
+	old := r.index
+	r.index = memIndex{idx}
 	r.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
 	if err := r.judgeBackups(ctx, idx, opt.Dumps, res); err != nil {
 		return nil, err
 	}

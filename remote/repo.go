@@ -35,12 +35,17 @@ type Repository struct {
 
 	// Transfers is how many packs a push uploads at once (0: 4).
 	Transfers int
+	// CacheDir, if set, holds the local cache of the index (package
+	// remote/index, DiskIndex: sorted runs read from disk, so that memory
+	// does not grow with the repository); unset, the index is held in
+	// memory (52 bytes a chunk).
+	CacheDir string
 
 	// Lock timing (LockRefresh, LockStale unless a test shortens them).
 	lockRefresh, lockStale time.Duration
 
 	mu    sync.Mutex
-	index *index.Index // chunk hash -> where it is stored
+	index chunkIndex // chunk hash -> where it is stored
 	packs map[ID]int64 // pack -> size, as listed
 	// damage lists what the last LoadIndex set aside; dropped counts the
 	// index entries it dropped.
@@ -53,6 +58,42 @@ type Repository struct {
 	// setAside is set when DamagedDir holds objects: repair found damage,
 	// so push checks existing backups against the index (BackupState).
 	hasDamagedDir bool
+}
+
+// chunkIndex is the index as the repository uses it: index.DiskIndex
+// (with CacheDir) or the in-memory index.Index (memIndex).
+type chunkIndex interface {
+	Get(h ID) (Location, bool)
+	Has(h ID) bool
+	Add(h ID, l Location)
+	Len() int
+	// Positions, Pos and EachPos number the indexed chunks for
+	// index.Marks (entries added after loading have no position).
+	Positions() int
+	Pos(h ID) (int, bool)
+	EachPos(fn func(pos int, h ID, l Location)) error
+	// Err is set when the index failed while in use (a damaged cache
+	// block): lookups may then have missed chunks that are stored.
+	Err() error
+	Close() error
+}
+
+// memIndex is the in-memory index as a chunkIndex.
+type memIndex struct{ *index.Index }
+
+func (memIndex) Err() error   { return nil }
+func (memIndex) Close() error { return nil }
+
+// Close releases the index (a cached index's temporary files).
+func (r *Repository) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.index == nil {
+		return nil
+	}
+	err := r.index.Close()
+	r.index = nil
+	return err
 }
 
 // Damage is a damaged or incomplete object found and set aside.
@@ -309,6 +350,73 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 	if err != nil {
 		return st, err
 	}
+	var loaded *loadedIndex
+	if r.CacheDir != "" {
+		loaded, err = r.loadDiskIndex(ctx, names, packs, &st)
+	} else {
+		loaded, err = r.loadMemIndex(ctx, names, packs, &st)
+	}
+	if err != nil {
+		return st, err
+	}
+	idx, covered, short := loaded.idx, loaded.covered, loaded.short
+	keep := false
+	defer func() {
+		if !keep {
+			idx.Close()
+		}
+	}()
+	for id := range short {
+		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
+	}
+	orphans, recovered, err := r.recoverOrphans(ctx, packs, covered, short, &st)
+	if err != nil {
+		return st, err
+	}
+	if err := loaded.addOrphans(orphans); err != nil {
+		return st, fmt.Errorf("index cache: %w", err)
+	}
+	for _, d := range st.Damaged {
+		r.warnf("set aside %s (run 'vmasync repair')", d)
+	}
+	if write && len(orphans) > 0 {
+		n, err := r.writeIndexParts(ctx, orphans)
+		if err != nil {
+			return st, err
+		}
+		st.IndexObjects += n
+	}
+	setAside, err := r.hasSetAside(ctx)
+	if err != nil {
+		return st, err
+	}
+	r.mu.Lock()
+	for id := range recovered {
+		covered[id] = true
+	}
+	old := r.index
+	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir, r.recovered, r.indexed = idx, packs, st.Damaged, st.Dropped, setAside, recovered, covered
+	r.mu.Unlock()
+	keep = true
+	if old != nil {
+		old.Close()
+	}
+	st.Chunks, st.Packs = idx.Len(), len(packs)
+	return st, nil
+}
+
+// loadedIndex is an index just loaded, before the packs that no index
+// object covers are added (addOrphans).
+type loadedIndex struct {
+	idx        chunkIndex
+	covered    map[ID]bool // packs with usable entries
+	short      map[ID]bool // packs shorter than their entries need
+	addOrphans func([]index.Entry) error
+}
+
+// loadMemIndex reads every index object into an in-memory index,
+// dropping the entries of packs that are missing or too short.
+func (r *Repository) loadMemIndex(ctx context.Context, names []string, packs map[ID]int64, st *IndexStats) (*loadedIndex, error) {
 	idx := index.New()
 	covered := map[ID]bool{}
 	short := map[ID]bool{}
@@ -322,7 +430,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 			continue
 		}
 		if err != nil {
-			return st, fmt.Errorf("reading %s: %w", name, err)
+			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
 		for _, e := range entries {
 			size, ok := packs[e.Pack]
@@ -340,44 +448,58 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		}
 		st.IndexObjects++
 	}
-	for id := range short {
-		st.Damaged = append(st.Damaged, Damage{Object: packName(id), Kind: "pack", Err: fmt.Errorf("%w: %d bytes, shorter than its index entries say", ErrCorruptObject, packs[id])})
-	}
-	orphans, recovered, err := r.recoverOrphans(ctx, packs, covered, short, idx, &st)
-	if err != nil {
-		return st, err
-	}
-	for _, d := range st.Damaged {
-		r.warnf("set aside %s (run 'vmasync repair')", d)
-	}
-	if write && len(orphans) > 0 {
-		n, err := r.writeIndexParts(ctx, orphans)
-		if err != nil {
-			return st, err
+	return &loadedIndex{idx: memIndex{idx}, covered: covered, short: short, addOrphans: func(orphans []index.Entry) error {
+		for _, e := range orphans {
+			idx.Load(e.Hash, e.Location)
 		}
-		st.IndexObjects += n
+		idx.Freeze()
+		return nil
+	}}, nil
+}
+
+// loadDiskIndex opens the local cache of the index (CacheDir), reading
+// only the index objects it does not hold yet, and limits it to the
+// listed packs (entries of missing or too short packs are not used).
+// Damaged index objects are left out and reported on every load, as by
+// loadMemIndex; what the cache holds of an object that was read whole
+// once stays usable as long as its packs are listed.
+func (r *Repository) loadDiskIndex(ctx context.Context, names []string, packs map[ID]int64, st *IndexStats) (*loadedIndex, error) {
+	read := func(name string) ([]index.Entry, error) {
+		entries, err := r.readIndexObject(ctx, name)
+		switch {
+		case errors.Is(err, backend.ErrNotFound):
+			return nil, fmt.Errorf("%w: removed meanwhile", index.ErrSkip)
+		case errors.Is(err, ErrCorruptObject):
+			st.Damaged = append(st.Damaged, Damage{Object: name, Kind: "index", Err: err})
+			return nil, fmt.Errorf("%w: %v", index.ErrSkip, err)
+		case err != nil:
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		return entries, nil
 	}
-	setAside, err := r.hasSetAside(ctx)
+	idx, ds, err := index.OpenDisk(index.DiskOptions{Dir: r.CacheDir, RepoID: r.Config.ID, Sources: names, Read: read})
 	if err != nil {
-		return st, err
+		return nil, fmt.Errorf("index cache in %s: %w", r.CacheDir, err)
 	}
-	idx.Freeze()
-	r.mu.Lock()
-	for id := range recovered {
-		covered[id] = true
+	st.IndexObjects = len(names) - ds.Skipped
+	pc, err := idx.SetPacks(packs, pack.TrailerLen)
+	if err != nil {
+		idx.Close()
+		return nil, fmt.Errorf("index cache in %s: %w", r.CacheDir, err)
 	}
-	r.index, r.packs, r.damage, r.dropped, r.hasDamagedDir, r.recovered, r.indexed = idx, packs, st.Damaged, st.Dropped, setAside, recovered, covered
-	r.mu.Unlock()
-	st.Chunks, st.Packs = idx.Len(), len(packs)
-	return st, nil
+	st.Dropped += pc.Dropped
+	short := map[ID]bool{}
+	for _, id := range pc.Short {
+		short[id] = true
+	}
+	return &loadedIndex{idx: idx, covered: pc.Covered, short: short, addOrphans: idx.LoadExtra}, nil
 }
 
 // recoverOrphans reads back from their headers the packs that no readable
 // index covers (left by an interrupted push, or described only by a
-// damaged index object), loads their entries into idx and returns them,
-// with the set of those packs. A pack whose header does not read is
-// recorded in st as damaged.
-func (r *Repository) recoverOrphans(ctx context.Context, packs map[ID]int64, covered, short map[ID]bool, idx *index.Index, st *IndexStats) ([]index.Entry, map[ID]bool, error) {
+// damaged index object) and returns their entries, with the set of those
+// packs. A pack whose header does not read is recorded in st as damaged.
+func (r *Repository) recoverOrphans(ctx context.Context, packs map[ID]int64, covered, short map[ID]bool, st *IndexStats) ([]index.Entry, map[ID]bool, error) {
 	var orphans []index.Entry
 	recovered := map[ID]bool{}
 	for id, size := range packs {
@@ -397,7 +519,6 @@ func (r *Repository) recoverOrphans(ctx context.Context, packs map[ID]int64, cov
 		for _, e := range entries {
 			loc := Location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Type: e.Type}
 			orphans = append(orphans, index.Entry{Hash: e.Hash, Location: loc})
-			idx.Load(e.Hash, loc)
 		}
 	}
 	return orphans, recovered, nil

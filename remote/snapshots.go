@@ -126,6 +126,6 @@ func Empty(b backend.Backend, p chunkplan.Params) (*Repository, error) {
 	}
 	c := &Config{Format: configFormat, Version: FormatVersion, Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
 	r := newRepository(b, c)
-	r.index, r.packs = index.New(), map[ID]int64{}
+	r.index, r.packs = memIndex{index.New()}, map[ID]int64{}
 	return r, nil
 }
