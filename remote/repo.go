@@ -45,7 +45,7 @@ type Repository struct {
 	lockRefresh, lockStale time.Duration
 
 	mu    sync.Mutex
-	index chunkIndex // chunk hash -> where it is stored
+	index chunkIndex   // chunk hash -> where it is stored
 	packs map[ID]int64 // pack -> size, as listed
 	// damage lists what the last LoadIndex set aside; dropped counts the
 	// index entries it dropped.
