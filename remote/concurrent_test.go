@@ -37,6 +37,7 @@ func TestConcurrentPushes(t *testing.T) {
 	}{{"local", func() string { return t.TempDir() + "/remote" }}, {"sftp", sftp}} {
 		t.Run(c.name, func(t *testing.T) {
 			rs := c.remote()
+			cache := t.TempDir()   // shared by the two "processes", as on one host
 			for round := range 3 { // the race is won by either side: run it a few times
 				var wg sync.WaitGroup
 				errs := make([]error, 2)
@@ -44,7 +45,7 @@ func TestConcurrentPushes(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						errs[p] = pushOnce(ctx, rs, paths)
+						errs[p] = pushOnce(ctx, rs, paths, cache)
 					}()
 				}
 				wg.Wait()
@@ -77,10 +78,10 @@ func TestConcurrentPushes(t *testing.T) {
 
 // pushOnce is one 'vmasync push' process: open or create the repository,
 // take the shared lock, push every dump (as the crash harness's pushes).
-func pushOnce(ctx context.Context, rs string, paths []string) error {
+func pushOnce(ctx context.Context, rs string, paths []string, cacheDir string) error {
 	b, err := NewFs(ctx, rs)
 	if err != nil {
 		return err
 	}
-	return (&crashWorld{packMax: 64 << 10}).push(ctx, b, paths, func(string) {})
+	return (&crashWorld{packMax: 64 << 10, cacheDir: cacheDir}).push(ctx, b, paths, func(string) {})
 }

@@ -50,10 +50,14 @@ type crashWorld struct {
 	dumps   map[int][]string    // night -> dump paths (3 VMs)
 	want    map[string][32]byte // backup name -> SHA-256 of its optimized archive
 	packMax int
+	// cacheDir is the index cache every "process" of the world shares, as
+	// processes on one host share ~/.cache/vmasync; it survives the
+	// crashes (and holds what they left).
+	cacheDir string
 }
 
 func newCrashWorld(t *testing.T) *crashWorld {
-	w := &crashWorld{dumps: map[int][]string{}, want: map[string][32]byte{}, packMax: 64 << 10}
+	w := &crashWorld{dumps: map[int][]string{}, want: map[string][32]byte{}, packMax: 64 << 10, cacheDir: t.TempDir()}
 	for night := 1; night <= 3; night++ {
 		dir := t.TempDir()
 		for vm := range 3 {
@@ -78,6 +82,7 @@ func (w *crashWorld) open(ctx context.Context, b backend.Backend) (*Repository, 
 		return nil, err
 	}
 	r.Config.PackSize = w.packMax
+	r.CacheDir = w.cacheDir
 	r.Transfers = 2
 	r.Warn = func(string) {}
 	return r, nil

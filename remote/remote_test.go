@@ -127,6 +127,7 @@ func localRepo(t *testing.T, ctx context.Context, packSize int) (*Repository, ba
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.CacheDir = t.TempDir() // the on-disk index, as the command line uses it
 	if packSize > 0 {
 		r.Config.PackSize = packSize
 	}
