@@ -351,7 +351,7 @@ func (r *Repository) LoadIndex(ctx context.Context, write bool) (IndexStats, err
 		return st, err
 	}
 	var loaded *loadedIndex
-	if r.CacheDir != "" {
+	if r.CacheDir != "" && r.Config.ID != "" { // a repository not stored yet (Empty) has no id
 		loaded, err = r.loadDiskIndex(ctx, names, packs, &st)
 	} else {
 		loaded, err = r.loadMemIndex(ctx, names, packs, &st)

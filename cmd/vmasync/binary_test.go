@@ -24,7 +24,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The index caches of the tests' repositories (in-process runs and
+	// the binary's) go into one directory of their own, not ~/.cache.
+	cache, err := os.MkdirTemp("", "vmasync-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("VMASYNC_CACHE_DIR", cache)
 	code := m.Run()
+	os.RemoveAll(cache)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -32,6 +32,7 @@ func snapshotsCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer r.Close()
 			snaps, err := r.Snapshots(ctx, cCtx.StringSlice("vmid"))
 			if err != nil {
 				return err

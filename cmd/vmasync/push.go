@@ -183,12 +183,13 @@ func openPushRepo(e *env, cCtx *cli.Context, o opts, rs string, dry bool) (conte
 		return nil, nil, nil, fmt.Errorf("%s: %w", maskRemote(rs), err)
 	}
 	configureRepo(e, cCtx, r)
-	release := func() {}
+	unlock := func() {}
 	if !dry {
-		if ctx, release, err = lockRepo(ctx, cCtx, r, false); err != nil {
+		if ctx, unlock, err = lockRepo(ctx, cCtx, r, false); err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", maskRemote(rs), err)
 		}
 	}
+	release := func() { unlock(); r.Close() }
 	st, err := r.LoadIndex(ctx, !dry)
 	if err != nil {
 		release()

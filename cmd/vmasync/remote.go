@@ -32,7 +32,31 @@ func remoteFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bwlimit", EnvVars: []string{"VMASYNC_BWLIMIT"}, Usage: "bandwidth limit as rclone takes it: `RATE` such as 10M, or a timetable \"08:00,512k 23:00,off\""},
 		&cli.StringSliceFlag{Name: "rclone-option", Aliases: []string{"o"}, Usage: "any rclone global option as `NAME=VALUE` (e.g. -o contimeout=30s); repeatable"},
 		&cli.DurationFlag{Name: "lock-wait", Value: 10 * time.Minute, EnvVars: []string{"VMASYNC_LOCK_WAIT"}, Usage: "wait up to `DURATION` for a conflicting lock (a prune, or pushes for prune) to go"},
+		&cli.PathFlag{Name: "cache-dir", EnvVars: []string{"VMASYNC_CACHE_DIR"}, Usage: "local `DIR` of the index caches (default: $XDG_CACHE_HOME/vmasync or ~/.cache/vmasync); \"none\" holds the index in memory"},
 	}
+}
+
+// cacheDir is where the repository keeps its index cache: --cache-dir,
+// else the user's cache directory. "" (with a warning when that cannot be
+// created, or with --cache-dir none) holds the index in memory.
+func cacheDir(e *env, cCtx *cli.Context) string {
+	dir := cCtx.Path("cache-dir")
+	if dir == "none" {
+		return ""
+	}
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			fmt.Fprintf(e.stderr, "vmasync: no cache directory (%v); the index is held in memory (set --cache-dir)\n", err)
+			return ""
+		}
+		dir = filepath.Join(base, "vmasync")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintf(e.stderr, "vmasync: cache directory %s: %v; the index is held in memory\n", dir, err)
+		return ""
+	}
+	return dir
 }
 
 // lockRepo takes the repository lock for the command; the returned
@@ -177,9 +201,11 @@ func initCommand(e *env) *cli.Command {
 }
 
 // configureRepo sets the repository's run settings from the flags: how
-// many uploads at once, and where warnings about damaged objects go.
+// many uploads at once, where the index cache is, and where warnings
+// about damaged objects go.
 func configureRepo(e *env, cCtx *cli.Context, r *remote.Repository) {
 	r.Transfers = cCtx.Int("transfers")
+	r.CacheDir = cacheDir(e, cCtx)
 	r.Warn = func(msg string) { fmt.Fprintln(e.stderr, "vmasync: "+msg) }
 }
 

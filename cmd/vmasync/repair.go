@@ -109,11 +109,12 @@ func openLocked(e *env, cCtx *cli.Context, o opts, rem string, mode lockMode) (c
 		return nil, nil, nil, err
 	}
 	if mode == noLock {
-		return ctx, r, func() {}, nil
+		return ctx, r, func() { r.Close() }, nil
 	}
 	ctx, unlock, err := lockRepo(ctx, cCtx, r, mode == exclusiveLock)
 	if err != nil {
+		r.Close()
 		return nil, nil, nil, err
 	}
-	return ctx, r, unlock, nil
+	return ctx, r, func() { unlock(); r.Close() }, nil
 }
