@@ -226,10 +226,16 @@ func TestRepair(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	mem, nights := damageRepo(t)
-	packs := objectsUnder(mem, PacksDir+"/")
-	b, _ := mem.Get(packs[0])
+	// The largest pack (of chunks; packs of tree nodes may hold one).
+	var big string
+	var b []byte
+	for _, p := range objectsUnder(mem, PacksDir+"/") {
+		if d, _ := mem.Get(p); len(d) > len(b) {
+			big, b = p, d
+		}
+	}
 	b[3] ^= 0xff
-	mem.Put(packs[0], b)
+	mem.Put(big, b)
 	garbage := []byte("garbage")
 	mem.Put(indexName(ID(sha256.Sum256(garbage))), garbage)
 	man := objectsUnder(mem, BackupsDir+"/502/")[0]

@@ -7,10 +7,15 @@ import (
 	"github.com/vmasync/vmasync/remote/pack"
 )
 
+// maxGap is the most bytes LoadChunks reads through between two chunks
+// to fetch them with one request.
+const maxGap = 16 << 10
+
 // LoadChunks fetches the chunks with the given hashes (the index must be
 // loaded) for readers of parts of an archive (mount, pull --disk): runs
 // of chunks stored next to each other in one pack, in the order given,
-// are read with one ranged read each (at most 16 MiB), so that a read of
+// (gaps of up to 16 KiB read through) are read with one ranged read each
+// (at most 4 MiB), so that a read of
 // many small chunks costs few requests. Every chunk is checked against
 // its hash; errs[i] is chunk i's error (a damaged chunk fails alone, an
 // unreadable range fails its chunks), naming the chunk and its pack.
@@ -26,15 +31,18 @@ func (r *Repository) LoadChunks(ctx context.Context, hashes []ID) (data [][]byte
 			continue
 		}
 		locs[i] = loc
-		// The run of chunks after i stored right after it.
+		// The run of chunks after i stored after it in the same pack, with
+		// gaps of at most maxGap read through (a tree's nodes of one level
+		// lie between a few of another).
 		end, n := i+1, int64(loc.Stored)
 		for end < len(hashes) {
 			next, ok := r.Lookup(hashes[end])
-			if !ok || next.Pack != loc.Pack || int64(next.Offset) != int64(loc.Offset)+n || n+int64(next.Stored) > maxRangeRead {
+			gap := int64(next.Offset) - (int64(loc.Offset) + n)
+			if !ok || next.Pack != loc.Pack || gap < 0 || gap > maxGap || n+gap+int64(next.Stored) > maxRangeRead {
 				break
 			}
 			locs[end] = next
-			n += int64(next.Stored)
+			n += gap + int64(next.Stored)
 			end++
 		}
 		b, err := r.B.Load(ctx, packName(loc.Pack), int64(loc.Offset), n)

@@ -272,10 +272,12 @@ type pushRun struct {
 	// stream order, so a pack's content does not depend on scheduling.
 	cp  *compressPool
 	cur *blobBatch
-	// tw builds the chunk tree (format 3), whose new nodes go into meta,
-	// packs of their own, so that a tree is read with few requests.
+	// tw builds the chunk tree (format 3), whose new nodes go into packs
+	// of their own, leaves and inner nodes apart (meta[0], meta[1]), so
+	// that the nodes a walk reads together lie next to each other and
+	// are read with few requests.
 	tw   *tree.Writer
-	meta pack.Builder
+	meta [2]pack.Builder
 	enc  *zstd.Encoder
 	zbuf []byte
 }
@@ -337,12 +339,16 @@ func (p *pushRun) isNew(h ID) (isNew, resumed bool) {
 
 // node stores a node of the chunk tree, unless it is stored already
 // (shared with an earlier backup) or was sent by this push.
-func (p *pushRun) node(_ int, id tree.ID, node []byte) error {
+func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	if isNew, _ := p.isNew(ID(id)); !isNew {
 		return nil
 	}
-	if !p.meta.HasBuffer() {
-		p.meta.SetBuffer(p.cp.up.buffer())
+	mp := &p.meta[min(level, 1)]
+	if !mp.HasBuffer() {
+		// A night's new nodes take a few hundred KiB: start small, the
+		// builder grows the buffer up to a pack's size when a first push
+		// needs it.
+		mp.SetBuffer(make([]byte, 0, 1<<20))
 	}
 	// Node bytes are mostly hashes; the lengths and counts beside them
 	// compress a little.
@@ -350,11 +356,11 @@ func (p *pushRun) node(_ int, id tree.ID, node []byte) error {
 	if z := p.enc.EncodeAll(node, p.zbuf[:0]); len(z) < len(node) && declaresSize(z, len(node)) {
 		typ, stored, p.zbuf = pack.BlobZstd, z, z
 	}
-	p.meta.Add(ID(id), len(node), typ, stored)
+	mp.Add(ID(id), len(node), typ, stored)
 	p.res.TreeStored += int64(len(stored))
 	p.res.TreeNodes++
-	if p.meta.Len() >= p.r.Config.PackSize {
-		return p.cp.up.send(&p.meta)
+	if mp.Len() >= p.r.Config.PackSize {
+		return p.cp.up.send(mp)
 	}
 	return nil
 }
@@ -373,9 +379,11 @@ func (p *pushRun) closeTree() (*tree.Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.meta.Len() > 0 {
-		if err := p.cp.up.send(&p.meta); err != nil {
-			return nil, err
+	for i := range p.meta {
+		if p.meta[i].Len() > 0 {
+			if err := p.cp.up.send(&p.meta[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return &root, nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -482,6 +483,12 @@ func (r *Repository) loadDiskIndex(ctx context.Context, names []string, packs ma
 		return nil, fmt.Errorf("index cache in %s: %w", r.CacheDir, err)
 	}
 	st.IndexObjects = len(names) - ds.Skipped
+	if ds.Built+ds.Merged > 0 {
+		// The sort's buffers are garbage now; hand their pages back
+		// before the command's own work needs memory, instead of when the
+		// runtime's scavenger gets to it, so that the peaks do not add up.
+		debug.FreeOSMemory()
+	}
 	pc, err := idx.SetPacks(packs, pack.TrailerLen)
 	if err != nil {
 		idx.Close()

@@ -91,7 +91,7 @@ func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel con
 	if n < 1 {
 		n = 4
 	}
-	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, 2)}
+	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, 1)}
 	for range n {
 		u.wg.Add(1)
 		go u.run()

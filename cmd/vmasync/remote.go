@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -206,6 +207,12 @@ func initCommand(e *env) *cli.Command {
 func configureRepo(e *env, cCtx *cli.Context, r *remote.Repository) {
 	r.Transfers = cCtx.Int("transfers")
 	r.CacheDir = cacheDir(e, cCtx)
+	if r.CacheDir != "" && os.Getenv("GOMEMLIMIT") == "" && debug.SetMemoryLimit(-1) == memoryLimit {
+		// With the index on disk what is live is the pipelines' buffers
+		// (packs in upload, ranges in restore): a tighter heap target
+		// keeps the garbage collector's headroom from doubling them.
+		debug.SetMemoryLimit(cachedMemoryLimit)
+	}
 	r.Warn = func(msg string) { fmt.Fprintln(e.stderr, "vmasync: "+msg) }
 }
 
