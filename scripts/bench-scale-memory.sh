@@ -12,10 +12,12 @@
 # the generated packs are unreferenced and deleted). The cache is built by
 # the first command (push) and reused by the others.
 # Dump rows, for each of DUMPS: a new repository, push of a generated
-# dump of that size (CONTENT, default random), pull, check, prune.
+# dump of that size (CONTENT, default random; with ZST=1 stored as
+# .vma.zst, as vzdump --compress zstd writes it, to save disk space), pull
+# (to /dev/null), check, prune.
 #
 #   scripts/bench-scale-memory.sh                       # CHUNKS="1M 10M 50M" DUMP=1G, DUMPS="4G 16G"
-#   CHUNKS= DUMPS="64G" CONTENT=text scripts/bench-scale-memory.sh
+#   CHUNKS= DUMPS="64G" CONTENT=text ZST=1 scripts/bench-scale-memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${CHUNKS-1M 10M 50M}
@@ -47,8 +49,7 @@ run() {
 cycle() {
 	local row=$1 repo=$2 cache=$3
 	run push "$row" "$W/vmasync" push -q --cache-dir "$cache" "$W/in" "$repo"
-	run pull "$row" "$W/vmasync" pull -q --cache-dir "$cache" "$repo" 100 "$W/pulled.vma"
-	rm -f "$W/pulled.vma"
+	run pull "$row" sh -c '"$0" pull -q --cache-dir "$1" "$2" 100 - >/dev/null' "$W/vmasync" "$cache" "$repo"
 	run check "$row" "$W/vmasync" check -q --cache-dir "$cache" "$repo"
 	run "prune --keep-last 1" "$row" "$W/vmasync" prune -q --keep-last 1 --cache-dir "$cache" "$repo"
 }
@@ -77,7 +78,11 @@ if [ -n "$CHUNKS" ]; then
 fi
 for d in $DUMPS; do
 	mkdir -p "$W/in"
-	"$W/vmagen" -disks "drive-scsi0:$d:$CONTENT" -order proxmox -seed 6 -o "$W/in/$STEM.vma"
+	if [ -n "${ZST:-}" ]; then
+		"$W/vmagen" -disks "drive-scsi0:$d:$CONTENT" -order proxmox -seed 6 -o - | zstd -q -1 -T0 -o "$W/in/$STEM.vma.zst"
+	else
+		"$W/vmagen" -disks "drive-scsi0:$d:$CONTENT" -order proxmox -seed 6 -o "$W/in/$STEM.vma"
+	fi
 	cycle "a $d dump ($CONTENT), new repository, index: cache" "$W/repo" "$W/cache"
 	rm -rf "$W/in" "$W/repo" "$W/cache"
 done
