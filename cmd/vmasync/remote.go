@@ -238,7 +238,7 @@ func pullCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "pull",
 		Usage:     "rebuild a backup from a remote as a VMA file that Proxmox restores",
-		UsageText: "vmasync pull [--compress zstd] [--disk NAME]... [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
+		UsageText: "vmasync pull [--compress zstd] [--disk NAME]... [--manifest] [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
 		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
 			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
 			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with the\n" +
@@ -251,9 +251,14 @@ func pullCommand(e *env) *cli.Command {
 			"files pushed with it) are replaced only with --force.\n\n" +
 			"With --disk NAME, pull writes only that disk as a sparse raw image, the bytes\n" +
 			"'vmasync unpack' writes, fetching only its chunks: to the file DEST, to stdout\n" +
-			"with -, or as disk-NAME.raw into the directory DEST (--disk may repeat).",
+			"with -, or as disk-NAME.raw into the directory DEST (--disk may repeat).\n\n" +
+			"With --manifest, pull writes the backup's chunk manifest (docs/manifest.md, as\n" +
+			"'vmasync manifest' writes it from the dump) instead of the archive, built from\n" +
+			"what the repository stores, downloading no chunk: to the file DEST, to stdout\n" +
+			"with -, or as <backup>.manifest into the directory DEST.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
+			&cli.BoolFlag{Name: "manifest", Usage: "write the backup's chunk manifest instead of the archive"},
 			diskFlag(),
 			forceFlag("replace existing files"),
 			verboseFlag(sayMoreRclone),
@@ -287,7 +292,11 @@ func pullCommand(e *env) *cli.Command {
 					return fmt.Errorf("pull: %w", err)
 				}
 			}
-			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, false)
+			manifest := cCtx.Bool("manifest")
+			if manifest && comp != "" {
+				return usageError("pull", "--manifest and --compress do not go together")
+			}
+			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, manifest)
 			if err != nil {
 				return err
 			}
@@ -296,11 +305,23 @@ func pullCommand(e *env) *cli.Command {
 			if comp == "zstd" {
 				name += ".zst"
 			}
+			if manifest {
+				name = b.Name + remote.ManifestExt
+			}
 			toDir := false
 			if dest != "-" {
 				if st, err := os.Stat(dest); err == nil && st.IsDir() {
 					dest, toDir = filepath.Join(dest, name), true
 				}
+			}
+			if manifest {
+				if err := writeOutput(ctx, dest, out, func(w io.Writer) error { _, err := m.WriteTo(w); return err }); err != nil {
+					return fmt.Errorf("pull %s: %w", b.Name, err)
+				}
+				if !o.quiet {
+					fmt.Fprintf(e.stderr, "%s: %s (the manifest: %d chunks of %s)\n", b.Name, displayName(dest), len(m.Chunks), humanBytes(m.ArchiveSize))
+				}
+				return nil
 			}
 			if err := pullFiles(ctx, e, o, r, b, m, dest, toDir, out); err != nil {
 				return err
