@@ -425,6 +425,9 @@ func (x *DiskIndex) find(h *ID, cachedOnly bool) (packedLoc, int64, bool) {
 		return p, -1, true
 	}
 	for _, r := range x.temps {
+		if !r.bloom.mayHave(h) {
+			continue // a push's flushes pile up: most are not read at all
+		}
 		if p, _, ok := x.searchRun(r, h); ok {
 			return p, -1, true
 		}
@@ -563,6 +566,10 @@ func (x *DiskIndex) tempRun(recs []rec) (*run, error) {
 		return nil, err
 	}
 	r.temporary = true
+	r.bloom = newBloom(len(recs))
+	for i := range recs {
+		r.bloom.add(&recs[i].h)
+	}
 	r.global = make([]uint32, len(r.packs))
 	for i, p := range r.packs {
 		r.global[i] = x.packNum[p.ID]

@@ -658,3 +658,45 @@ func TestDiskIndexConcurrentOpens(t *testing.T) {
 		r.x.Close()
 	}
 }
+
+// TestBloomOfAddedRuns: the runs a push's added entries are flushed to
+// carry a Bloom filter that never hides a hash they hold and turns away
+// most others (so that a lookup does not read every such run).
+func TestBloomOfAddedRuns(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 5))
+	var in, out []ID
+	for range 20000 {
+		var h ID
+		for i := range h {
+			h[i] = byte(rng.Uint32())
+		}
+		in = append(in, h)
+	}
+	for range 20000 {
+		var h ID
+		for i := range h {
+			h[i] = byte(rng.Uint32())
+		}
+		out = append(out, h)
+	}
+	b := newBloom(len(in))
+	for i := range in {
+		b.add(&in[i])
+	}
+	for i := range in {
+		if !b.mayHave(&in[i]) {
+			t.Fatal("the filter hides a hash it holds")
+		}
+	}
+	fp := 0
+	for i := range out {
+		if b.mayHave(&out[i]) {
+			fp++
+		}
+	}
+	if fp > len(out)/40 {
+		t.Fatalf("%d false positives of %d (want about 1 %%)", fp, len(out))
+	}
+	t.Logf("%d false positives of %d", fp, len(out))
+}

@@ -128,6 +128,35 @@ type run struct {
 	global []uint32
 	// temporary runs (LoadExtra's) are deleted at Close.
 	temporary bool
+	// bloom, if set (the temporary runs of added entries), answers "not
+	// here" for most hashes the run does not hold without a read.
+	bloom bloom
+}
+
+// bloom is a Bloom filter over chunk hashes (10 bits a hash, 7 probes:
+// about 1 % false positives). The hashes are SHA-256, uniform already:
+// the probes are 7 of their 32-bit words.
+type bloom []uint64
+
+func newBloom(n int) bloom { return make(bloom, (n*10+63)/64+1) }
+
+func (b bloom) probes(h *ID, fn func(bit uint64) bool) bool {
+	bits := uint64(len(b)) * 64
+	for k := 0; k < 7; k++ {
+		w := uint64(h[4*k])<<24 | uint64(h[4*k+1])<<16 | uint64(h[4*k+2])<<8 | uint64(h[4*k+3])
+		if !fn(w % bits) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b bloom) add(h *ID) {
+	b.probes(h, func(bit uint64) bool { b[bit/64] |= 1 << (bit % 64); return true })
+}
+
+func (b bloom) mayHave(h *ID) bool {
+	return b == nil || b.probes(h, func(bit uint64) bool { return b[bit/64]&(1<<(bit%64)) != 0 })
 }
 
 // runWriter writes a run file under a temporary name, records in order.
