@@ -36,7 +36,7 @@ const memoryLimit = 384 << 20
 // cachedMemoryLimit is the soft limit of remote commands whose index is
 // in the local cache (configureRepo): their memory does not grow with the
 // repository, and the target is a peak RSS of 256 MiB.
-const cachedMemoryLimit = 200 << 20
+const cachedMemoryLimit = 160 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
