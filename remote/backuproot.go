@@ -125,10 +125,7 @@ func isRoot(b []byte) bool { return len(b) > 0 && b[0] == '{' }
 // through the index. A node the index does not hold, or whose pack is
 // gone, is damage (ErrCorruptObject); other backend errors are not.
 func (r *Repository) loadNodes(ctx context.Context, ids []tree.ID) ([][]byte, []error) {
-	r.mu.Lock()
-	loaded := r.index != nil
-	r.mu.Unlock()
-	if !loaded {
+	if !r.indexLoaded() {
 		errs := make([]error, len(ids))
 		for i := range errs {
 			errs[i] = errors.New("remote: the index must be loaded to read a chunk tree")
@@ -164,17 +161,17 @@ func (r *Repository) walkTree(ctx context.Context, m *chunkplan.Manifest, t tree
 // compareTrees is chunkplan.Compare of backup b (with tree) against a
 // (with tree) read through tree.Diff: only the leaves that differ are
 // read, and only their chunks are held. A chunk of a differing part of b
-// that a holds only in a part the two share counts as new. A failure is
-// a *compareError naming the backup whose tree failed, so NewBytes is
+// that a holds only in a part the two share counts as new, so NewBytes is
 // an upper bound of Compare's (equal when nothing moved within the list,
-// as in a VM's optimized archives, which are in device order).
+// as in a VM's optimized archives, which are in device order). A failure
+// is a *compareError naming the backup whose tree failed.
 func (r *Repository) compareTrees(ctx context.Context, ab Backup, a *storedManifest, bb Backup, b *storedManifest) (chunkplan.Comparison, error) {
-	c := chunkplan.Comparison{TotalChunks: int(b.tree.Chunks), TotalBytes: b.tree.Bytes, ParamsDiffer: a.m.Params != b.m.Params}
-	inA := map[ID]struct{}{}
-	var diff []chunkplan.ChunkRef
+	// The parts that differ, as two manifests for chunkplan.Compare.
+	onlyA := &chunkplan.Manifest{Params: a.m.Params}
+	onlyB := &chunkplan.Manifest{Params: b.m.Params}
 	err := tree.Diff(ctx, *a.tree, *b.tree, uint32(max(a.m.Params.MaxSize, b.m.Params.MaxSize)), r.loadNodes,
-		func(ch chunkplan.ChunkRef) error { inA[ch.Hash] = struct{}{}; return nil },
-		func(ch chunkplan.ChunkRef) error { diff = append(diff, ch); return nil })
+		func(ch chunkplan.ChunkRef) error { onlyA.Chunks = append(onlyA.Chunks, ch); return nil },
+		func(ch chunkplan.ChunkRef) error { onlyB.Chunks = append(onlyB.Chunks, ch); return nil })
 	var de *tree.DiffError
 	if errors.As(err, &de) {
 		name := ab.Name
@@ -184,21 +181,11 @@ func (r *Repository) compareTrees(ctx context.Context, ab Backup, a *storedManif
 		err = &compareError{inB: de.InB, err: fmt.Errorf("backup %s: chunk list: %w", name, de.Err)}
 	}
 	if err != nil {
-		return c, err
+		return chunkplan.Comparison{}, err
 	}
-	seen := map[ID]struct{}{}
-	for _, ch := range diff {
-		if _, ok := inA[ch.Hash]; ok {
-			continue
-		}
-		c.NewChunksWithRepeats++
-		c.NewBytesWithRepeats += uint64(ch.Length)
-		if _, ok := seen[ch.Hash]; !ok {
-			seen[ch.Hash] = struct{}{}
-			c.NewChunks++
-			c.NewBytes += uint64(ch.Length)
-		}
-	}
+	// What the shared subtrees hold is shared; the rest as Compare says.
+	c := chunkplan.Compare(onlyA, onlyB)
+	c.TotalChunks, c.TotalBytes = int(b.tree.Chunks), b.tree.Bytes
 	c.SharedChunks = c.TotalChunks - c.NewChunksWithRepeats
 	c.SharedBytes = c.TotalBytes - c.NewBytesWithRepeats
 	return c, nil

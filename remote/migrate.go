@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 )
 
@@ -26,11 +25,7 @@ func (r *Repository) Migrate(ctx context.Context) (from int, err error) {
 	}
 	c := *r.Config
 	c.Version = FormatVersion
-	data, err := json.MarshalIndent(&c, "", "  ")
-	if err != nil {
-		return from, err
-	}
-	if err := r.B.Save(ctx, ConfigName, append(data, '\n')); err != nil {
+	if err := saveConfig(ctx, r.B, &c); err != nil {
 		return from, fmt.Errorf("writing the config: %w", err)
 	}
 	n, err := Open(ctx, r.B)

@@ -352,12 +352,10 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	}
 	// Node bytes are mostly hashes; the lengths and counts beside them
 	// compress a little.
-	typ, stored := uint8(pack.BlobRaw), node
-	if z := p.enc.EncodeAll(node, p.zbuf[:0]); len(z) < len(node) && declaresSize(z, len(node)) {
-		typ, stored, p.zbuf = pack.BlobZstd, z, z
-	}
-	mp.Add(ID(id), len(node), typ, stored)
-	p.res.TreeStored += int64(len(stored))
+	var typ uint8
+	p.zbuf, typ = appendBlob(p.enc, p.zbuf[:0], node)
+	mp.Add(ID(id), len(node), typ, p.zbuf)
+	p.res.TreeStored += int64(len(p.zbuf))
 	p.res.TreeNodes++
 	if mp.Len() >= p.r.Config.PackSize {
 		return p.cp.up.send(mp)

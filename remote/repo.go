@@ -85,6 +85,13 @@ type memIndex struct{ *index.Index }
 func (memIndex) Err() error   { return nil }
 func (memIndex) Close() error { return nil }
 
+// indexLoaded reports whether LoadIndex has run.
+func (r *Repository) indexLoaded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index != nil
+}
+
 // Close releases the index (a cached index's temporary files).
 func (r *Repository) Close() error {
 	r.mu.Lock()
@@ -155,14 +162,19 @@ func Init(ctx context.Context, b backend.Backend, p chunkplan.Params) (*Reposito
 	_, _ = rand.Read(id[:])
 	c := &Config{Format: configFormat, Version: FormatVersion, ID: hex.EncodeToString(id[:]),
 		Created: time.Now().UTC().Truncate(time.Second), Chunker: chunkingOf(p), Compression: "zstd", PackSize: DefaultPackSize}
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Save(ctx, ConfigName, append(data, '\n')); err != nil {
+	if err := saveConfig(ctx, b, c); err != nil {
 		return nil, err
 	}
 	return openSettled(ctx, b)
+}
+
+// saveConfig stores c as the config object (one atomic save).
+func saveConfig(ctx context.Context, b backend.Backend, c *Config) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return b.Save(ctx, ConfigName, append(data, '\n'))
 }
 
 // Open opens the repository in b and reads its config. The index is

@@ -79,10 +79,7 @@ func (r *Repository) Snapshots(ctx context.Context, vmids []string) ([]Snapshot,
 // after a migration) through the whole chunk list of the tree.
 func (r *Repository) addedBytes(ctx context.Context, prev *prevBackup, b Backup, s *storedManifest) (uint64, error) {
 	if s.tree != nil || prev.s.tree != nil {
-		r.mu.Lock()
-		loaded := r.index != nil
-		r.mu.Unlock()
-		if !loaded {
+		if !r.indexLoaded() {
 			if _, err := r.LoadIndex(ctx, false); err != nil {
 				return 0, err
 			}

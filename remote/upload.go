@@ -247,15 +247,20 @@ func (b *blobBatch) compress(enc *zstd.Encoder) {
 		data := raw[:c.raw]
 		raw = raw[c.raw:]
 		n := len(b.out)
-		b.out = enc.EncodeAll(data, b.out)
-		if len(b.out)-n < len(data) && declaresSize(b.out[n:], len(data)) {
-			c.typ = pack.BlobZstd
-		} else {
-			b.out = append(b.out[:n], data...)
-			c.typ = pack.BlobRaw
-		}
+		b.out, c.typ = appendBlob(enc, b.out, data)
 		c.stored = uint32(len(b.out) - n)
 	}
+}
+
+// appendBlob appends data's blob to dst: one zstd frame when that is
+// smaller and declares its length (as readers require), else data as is.
+func appendBlob(enc *zstd.Encoder, dst, data []byte) ([]byte, uint8) {
+	n := len(dst)
+	dst = enc.EncodeAll(data, dst)
+	if len(dst)-n < len(data) && declaresSize(dst[n:], len(data)) {
+		return dst, pack.BlobZstd
+	}
+	return append(dst[:n], data...), pack.BlobRaw
 }
 
 // compressPool compresses batches with one goroutine per CPU and packs
