@@ -28,11 +28,11 @@ func snapshotsCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctx, r, err := openRepo(e, cCtx, o, args[0])
+			ctx, r, release, err := openLocked(e, cCtx, o, args[0], noLock)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			snaps, err := r.Snapshots(ctx, cCtx.StringSlice("vmid"))
 			if err != nil {
 				return err
