@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"bytes"
 	"context"
 	"slices"
 
@@ -62,11 +63,4 @@ func nodeIDs(ctx context.Context, root Ref, maxChunk uint32, load Loader) ([]ID,
 	return slices.Compact(ids), err
 }
 
-func compareID(a, b ID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
-}
+func compareID(a, b ID) int { return bytes.Compare(a[:], b[:]) }
