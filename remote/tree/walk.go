@@ -93,7 +93,7 @@ func walk(ctx context.Context, level int, items []item, maxChunk uint32, load Lo
 			}
 			nd, err := Parse(d, maxChunk)
 			if err == nil {
-				err = nd.check(r)
+				err = nd.Check(r)
 			}
 			if err != nil {
 				return fmt.Errorf("tree node %x (level %d): %w", r.ID[:4], r.Level, err)
@@ -121,25 +121,59 @@ func walk(ctx context.Context, level int, items []item, maxChunk uint32, load Lo
 	return nil
 }
 
-// check compares a parsed node with what its parent says of it.
-func (nd *Node) check(r Ref) error {
-	if nd.Level != r.Level {
-		return fmt.Errorf("%w: level %d, its parent says %d", ErrCorrupt, nd.Level, r.Level)
-	}
-	var bytes, chunks uint64
+// Sum returns the archive bytes and the chunks below a parsed node: what
+// its parent (or the root) must say of it.
+func (nd *Node) Sum() (bytes, chunks uint64) {
 	if nd.Level == 0 {
 		for _, c := range nd.Chunks {
 			bytes += uint64(c.Length)
 		}
-		chunks = uint64(len(nd.Chunks))
-	} else {
-		for _, c := range nd.Children {
-			bytes += c.Bytes
-			chunks += c.Chunks
-		}
+		return bytes, uint64(len(nd.Chunks))
 	}
+	for _, c := range nd.Children {
+		bytes += c.Bytes
+		chunks += c.Chunks
+	}
+	return bytes, chunks
+}
+
+// Check compares a parsed node with what its parent (or the root) says
+// of it, r: its level, bytes and chunks. Walk checks every node it loads
+// this way; a reader that descends a tree itself does the same.
+func (nd *Node) Check(r Ref) error {
+	if nd.Level != r.Level {
+		return fmt.Errorf("%w: level %d, its parent says %d", ErrCorrupt, nd.Level, r.Level)
+	}
+	bytes, chunks := nd.Sum()
 	if bytes != r.Bytes || chunks != r.Chunks {
 		return fmt.Errorf("%w: holds %d chunks of %d bytes, its parent says %d of %d", ErrCorrupt, chunks, bytes, r.Chunks, r.Bytes)
 	}
 	return nil
+}
+
+// Locate finds the entry of a node that holds position pos counted from
+// the node's start: an archive byte, or with byChunk a chunk's ordinal.
+// It returns the entry's number (into Chunks for a leaf, Children above)
+// and the archive bytes and chunks of the entries before it; ok is false
+// when the node ends before pos. It is how a reader descends a tree to
+// one chunk without walking it: the bytes and chunks an entry carries
+// say which child holds a position.
+func (nd *Node) Locate(pos uint64, byChunk bool) (i int, bytes, chunks uint64, ok bool) {
+	if nd.Level == 0 {
+		for i, c := range nd.Chunks {
+			if byChunk && pos == uint64(i) || !byChunk && pos < bytes+uint64(c.Length) {
+				return i, bytes, uint64(i), true
+			}
+			bytes += uint64(c.Length)
+		}
+		return 0, 0, 0, false
+	}
+	for i, c := range nd.Children {
+		if byChunk && pos < chunks+c.Chunks || !byChunk && pos < bytes+c.Bytes {
+			return i, bytes, chunks, true
+		}
+		bytes += c.Bytes
+		chunks += c.Chunks
+	}
+	return 0, 0, 0, false
 }
