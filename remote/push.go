@@ -346,7 +346,7 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	mp := &p.meta[min(level, 1)]
 	if !mp.HasBuffer() {
 		// A night's new nodes take a few hundred KiB: start small, the
-		// builder grows the buffer up to a pack's size when a first push
+		// builder grows the buffer up to metaPackSize when a first push
 		// needs it.
 		mp.SetBuffer(make([]byte, 0, 1<<20))
 	}
@@ -357,11 +357,18 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	mp.Add(ID(id), len(node), typ, p.zbuf)
 	p.res.TreeStored += int64(len(p.zbuf))
 	p.res.TreeNodes++
-	if mp.Len() >= p.r.Config.PackSize {
+	if mp.Len() >= min(p.r.Config.PackSize, metaPackSize) {
 		return p.cp.up.send(mp)
 	}
 	return nil
 }
+
+// metaPackSize is the size at which a pack of tree nodes is closed: a
+// quarter of the default pack size, as the two packs of nodes fill
+// alongside the packs of chunks (a first push of 64 GiB writes about
+// 300 MiB of nodes), and each costs the push's memory as much as it
+// holds.
+const metaPackSize = 4 << 20
 
 // declaresSize reports whether the zstd frame z declares n bytes of
 // content, as readers require (DecodeBlob); the encoder leaves the size

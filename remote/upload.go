@@ -39,7 +39,11 @@ func ParseCompressionLevel(s string) (CompressionLevel, error) {
 // safe for concurrent use by the compression workers; each is made when
 // first used. The frames carry no checksum of their own: readers check
 // every chunk against its SHA-256, and xxhash over every new byte cost
-// 1.5 % of a first push's CPU.
+// 1.5 % of a first push's CPU. The window is blobWindow instead of the
+// level's default (8 MiB from SpeedDefault up), which each of the
+// encoder's GOMAXPROCS states would allocate as history although a frame
+// holds one chunk: the frames of chunks up to blobWindow are the same
+// bytes either way.
 var blobEncoders = map[CompressionLevel]func() *zstd.Encoder{
 	CompressFastest: newBlobEncoder(zstd.SpeedFastest),
 	CompressDefault: newBlobEncoder(zstd.SpeedDefault),
@@ -48,10 +52,14 @@ var blobEncoders = map[CompressionLevel]func() *zstd.Encoder{
 
 func newBlobEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
 	return sync.OnceValue(func() *zstd.Encoder {
-		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false))
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false), zstd.WithWindowSize(blobWindow))
 		return e
 	})
 }
+
+// blobWindow is the blob encoders' window: 4 times the largest chunk of
+// the default chunker parameters.
+const blobWindow = 256 << 10
 
 // blobEncoder returns the encoder of level l ("" is CompressFastest).
 func blobEncoder(l CompressionLevel) *zstd.Encoder {
@@ -70,8 +78,11 @@ type uploader struct {
 	cancel context.CancelCauseFunc
 	ch     chan sealedPack
 	wg     sync.WaitGroup
-	// spare holds pack buffers back from the upload goroutines for reuse.
+	// spare holds pack buffers back from the upload goroutines for reuse;
+	// made counts the buffers made (packBuffers at most; only the packing
+	// goroutine calls buffer).
 	spare chan []byte
+	made  int
 
 	mu               sync.Mutex
 	err              error
@@ -91,7 +102,7 @@ func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel con
 	if n < 1 {
 		n = 4
 	}
-	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, 1)}
+	u := &uploader{ctx: ctx, upCtx: upCtx, r: r, dry: dry, cancel: cancel, ch: make(chan sealedPack), spare: make(chan []byte, packBuffers)}
 	for range n {
 		u.wg.Add(1)
 		go u.run()
@@ -99,16 +110,32 @@ func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel con
 	return u
 }
 
-// buffer returns an empty buffer for the next pack, reusing one whose
-// upload has finished when there is one.
-func (u *uploader) buffer() []byte {
+// buffer returns an empty buffer for the next pack of chunks, reusing
+// one whose upload has finished; once packBuffers exist it waits for one.
+func (u *uploader) buffer() ([]byte, error) {
 	select {
 	case b := <-u.spare:
-		return b[:0]
+		return b[:0], nil
 	default:
-		return make([]byte, 0, u.r.Config.PackSize+packSlack)
+	}
+	if u.made < packBuffers {
+		u.made++
+		return make([]byte, 0, u.r.Config.PackSize+packSlack), nil
+	}
+	select {
+	case b := <-u.spare:
+		return b[:0], nil
+	case <-u.ctx.Done():
+		return nil, context.Cause(u.ctx)
 	}
 }
+
+// packBuffers is how many packs of chunks a push holds in memory at
+// most (17 MiB each at the default pack size): the one being filled and
+// two being uploaded, whatever --transfers says, so that a slow remote
+// makes the push wait instead of growing its memory. (Packs of tree
+// nodes, at most metaPackSize each, come on top.)
+const packBuffers = 3
 
 // packSlack is what a pack may hold beyond PackSize: the blob that made
 // it full (a chunk is at most 64 KiB with the default parameters) and the
@@ -159,9 +186,11 @@ func (u *uploader) run() {
 		u.uploaded += int64(len(p.data))
 		u.packs++
 		u.mu.Unlock()
-		select {
-		case u.spare <- p.data:
-		default:
+		if cap(p.data) >= u.r.Config.PackSize+packSlack { // not a pack of nodes
+			select {
+			case u.spare <- p.data:
+			default:
+			}
 		}
 		if full != nil {
 			if err := u.writeIndex(ctx, full); err != nil {
@@ -172,10 +201,11 @@ func (u *uploader) run() {
 }
 
 // indexEvery is how many index entries of uploaded packs a push holds
-// before it writes them as an index object (about 1 GiB of new chunks
-// at the default chunk size), so that they do not take memory in
-// proportion to all the new data; the rest is written at the end.
-var indexEvery = 1 << 17
+// (80 bytes each) before it writes them as an index object of about
+// 1.6 MB (256 MiB of new chunks at the default chunk size), so that they
+// do not take memory in proportion to all the new data; the rest is
+// written at the end.
+var indexEvery = 1 << 15
 
 // writeIndex uploads entries as an index object (not in a dry run),
 // counting its bytes as uploaded.
@@ -340,7 +370,11 @@ func (p *compressPool) pack() {
 			out := b.out
 			for _, c := range b.chunks {
 				if !pk.HasBuffer() {
-					pk.SetBuffer(p.up.buffer())
+					var buf []byte
+					if buf, err = p.up.buffer(); err != nil {
+						break
+					}
+					pk.SetBuffer(buf)
 				}
 				pk.Add(c.hash, int(c.raw), c.typ, out[:c.stored])
 				out = out[c.stored:]

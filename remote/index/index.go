@@ -36,7 +36,11 @@ const (
 	MaxEntries = 1 << 17
 )
 
-var encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+// encoder compresses index objects. Entries are mostly hashes, which
+// do not compress: a 1 MiB window finds what the level's default of
+// 8 MiB would, and keeps the encoder's retained history (twice its
+// window) from costing a push 16 MiB for as long as it runs.
+var encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
 
 // Entry pairs a chunk hash with its location.
 type Entry struct {
