@@ -125,18 +125,25 @@ func isRoot(b []byte) bool { return len(b) > 0 && b[0] == '{' }
 // through the index. A node the index does not hold, or whose pack is
 // gone, is damage (ErrCorruptObject); other backend errors are not.
 func (r *Repository) loadNodes(ctx context.Context, ids []tree.ID) ([][]byte, []error) {
+	data, errs, _ := r.loadNodeBlobs(ctx, ids)
+	return data, errs
+}
+
+// loadNodeBlobs is loadNodes, also returning the bytes read from the
+// backend.
+func (r *Repository) loadNodeBlobs(ctx context.Context, ids []tree.ID) ([][]byte, []error, int64) {
 	if !r.indexLoaded() {
 		errs := make([]error, len(ids))
 		for i := range errs {
 			errs[i] = errors.New("remote: the index must be loaded to read a chunk tree")
 		}
-		return make([][]byte, len(ids)), errs
+		return make([][]byte, len(ids)), errs, 0
 	}
 	hs := make([]ID, len(ids))
 	for i, id := range ids {
 		hs[i] = ID(id)
 	}
-	data, errs, _ := r.LoadChunks(ctx, hs)
+	data, errs, stored := r.LoadChunks(ctx, hs)
 	for i, err := range errs {
 		if err == nil {
 			continue
@@ -145,7 +152,7 @@ func (r *Repository) loadNodes(ctx context.Context, ids []tree.ID) ([][]byte, []
 			errs[i] = fmt.Errorf("%w: %v", ErrCorruptObject, err)
 		}
 	}
-	return data, errs
+	return data, errs, stored
 }
 
 // walkTree visits a backup's chunk tree (see tree.Walk); a tree that does

@@ -59,6 +59,8 @@ type Repository struct {
 	// setAside is set when DamagedDir holds objects: repair found damage,
 	// so push checks existing backups against the index (BackupState).
 	hasDamagedDir bool
+	// nodes caches decoded tree nodes for ArchiveReaders (nodeCache).
+	nodes *nodeCache
 }
 
 // chunkIndex is the index as the repository uses it: index.DiskIndex

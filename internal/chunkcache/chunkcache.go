@@ -1,6 +1,7 @@
 // Package chunkcache reads the optimized archives of a repository's
 // backups by ranges for `vmasync mount` and `pull --disk`. The chunks that
-// cover a range (remote.ArchiveReader maps offsets to chunks) are fetched
+// cover a range (remote.ArchiveReader maps offsets to chunks, through a
+// format 3 backup's chunk tree without holding its chunk list) are fetched
 // with remote's LoadChunks, one ranged read per run of chunks stored next
 // to each other, several runs at once, each chunk checked against its
 // SHA-256 and fetched at most once at a time, and kept in one bounded
@@ -11,6 +12,7 @@ package chunkcache
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -73,20 +75,32 @@ type Archive struct {
 	c *Cache
 	r *remote.Repository
 	a *remote.ArchiveReader
-	m *chunkplan.Manifest
 	// Name names the backup in log lines.
 	Name    string
 	fetched atomic.Int64
 }
 
-// Open returns backup m's archive read through c. The repository's index
-// must be loaded.
+// Open returns the archive of the backup whose whole manifest (with
+// every chunk) is m, read through c. The repository's index must be
+// loaded.
 func (c *Cache) Open(r *remote.Repository, m *chunkplan.Manifest, name string) (*Archive, error) {
 	a, err := r.OpenArchive(m) // the shared cache is ours
 	if err != nil {
 		return nil, err
 	}
-	return &Archive{c: c, r: r, a: a, m: m, Name: name}, nil
+	return &Archive{c: c, r: r, a: a, Name: name}, nil
+}
+
+// OpenBackup returns backup b's archive read through c, its chunks found
+// as remote.Repository.OpenBackup finds them (a format 3 backup's chunk
+// tree is descended, never held whole; damage below its root is found by
+// the reads that reach it). The repository's index must be loaded.
+func (c *Cache) OpenBackup(ctx context.Context, r *remote.Repository, b remote.Backup) (*Archive, error) {
+	a, err := r.OpenBackup(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return &Archive{c: c, r: r, a: a, Name: b.Name}, nil
 }
 
 // Size is the archive's size.
@@ -95,19 +109,20 @@ func (x *Archive) Size() int64 { return x.a.Size() }
 // Fetched is how many bytes this archive read from the remote.
 func (x *Archive) Fetched() int64 { return x.fetched.Load() }
 
-// pend is a chunk a read waits for: chunk index i of the archive.
+// pend is a chunk a read waits for: the k-th of the read's chunks.
 type pend struct {
-	i  int
+	k  int
+	ch remote.ArchiveChunk
 	cl *call
 }
 
-// chunks returns chunks first..last, from the cache, from fetches in
-// progress, or from the remote: the missing ones are fetched in runs of
-// chunks stored next to each other (one ranged read per run), several
+// chunks returns the data of the chunks cs, from the cache, from fetches
+// in progress, or from the remote: the missing ones are fetched in runs
+// of chunks stored next to each other (one ranged read per run), several
 // runs at once.
-func (x *Archive) chunks(ctx context.Context, first, last int) ([][]byte, error) {
-	out := make([][]byte, last-first+1)
-	mine, others := x.claim(first, last, out)
+func (x *Archive) chunks(ctx context.Context, cs []remote.ArchiveChunk) ([][]byte, error) {
+	out := make([][]byte, len(cs))
+	mine, others := x.claim(cs, out)
 	var g errgroup.Group
 	g.SetLimit(max(x.c.Fetch, 1))
 	for _, run := range x.runs(mine) {
@@ -123,40 +138,40 @@ func (x *Archive) chunks(ctx context.Context, first, last int) ([][]byte, error)
 		err := p.cl.err
 		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
 			// Whoever fetched it gave up: fetch it ourselves.
-			d, err := x.chunks(ctx, p.i, p.i)
+			d, err := x.chunks(ctx, []remote.ArchiveChunk{p.ch})
 			if err != nil {
 				return nil, err
 			}
-			out[p.i-first] = d[0]
+			out[p.k] = d[0]
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out[p.i-first] = p.cl.data
+		out[p.k] = p.cl.data
 	}
 	return out, nil
 }
 
-// claim fills out with the cached chunks of first..last and returns the
-// others: those this read is to fetch (now in flight) and those another
-// read is fetching.
-func (x *Archive) claim(first, last int, out [][]byte) (mine, others []pend) {
+// claim fills out with the cached chunks of cs and returns the others:
+// those this read is to fetch (now in flight) and those another read is
+// fetching.
+func (x *Archive) claim(cs []remote.ArchiveChunk, out [][]byte) (mine, others []pend) {
 	c := x.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := first; i <= last; i++ {
-		key := x.m.Chunks[i].Hash
+	for k, ch := range cs {
+		key := ch.Hash
 		if e, ok := c.entries[key]; ok {
 			c.lru.MoveToFront(e)
-			out[i-first] = e.Value.(*entry).data
+			out[k] = e.Value.(*entry).data
 			c.hits.Add(1)
 		} else if cl, ok := c.inflight[key]; ok {
-			others = append(others, pend{i, cl})
+			others = append(others, pend{k, ch, cl})
 		} else {
 			cl := &call{done: make(chan struct{})}
 			c.inflight[key] = cl
-			mine = append(mine, pend{i, cl})
+			mine = append(mine, pend{k, ch, cl})
 			c.misses.Add(1)
 		}
 	}
@@ -170,7 +185,7 @@ func (x *Archive) runs(ps []pend) [][]pend {
 	var prev remote.Location
 	var runBytes int64
 	for k, p := range ps {
-		loc, ok := x.r.Lookup(remote.ID(x.m.Chunks[p.i].Hash))
+		loc, ok := x.r.Lookup(remote.ID(p.ch.Hash))
 		if k > 0 && ok && loc.Pack == prev.Pack && loc.Offset == prev.Offset+prev.Stored && runBytes+int64(loc.Stored) <= maxRun {
 			runs[len(runs)-1] = append(runs[len(runs)-1], p)
 			runBytes += int64(loc.Stored)
@@ -189,7 +204,7 @@ func (x *Archive) fetch(ctx context.Context, run []pend) {
 	c := x.c
 	hashes := make([]remote.ID, len(run))
 	for k, p := range run {
-		hashes[k] = remote.ID(x.m.Chunks[p.i].Hash)
+		hashes[k] = remote.ID(p.ch.Hash)
 	}
 	data, errs, stored := x.r.LoadChunks(ctx, hashes)
 	c.fetched.Add(stored)
@@ -205,8 +220,7 @@ func (x *Archive) fetch(ctx context.Context, run []pend) {
 	c.mu.Unlock()
 	for k, p := range run {
 		if err := p.cl.err; err != nil && ctx.Err() == nil && c.Log != nil && c.firstLog(hashes[k]) {
-			s := x.start(p.i)
-			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, s, s+int64(x.m.Chunks[p.i].Length), err))
+			c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, p.ch.Start, p.ch.End(), err))
 		}
 		close(p.cl.done)
 	}
@@ -214,14 +228,6 @@ func (x *Archive) fetch(ctx context.Context, run []pend) {
 
 // maxRun bounds one ranged read of chunks stored next to each other.
 const maxRun = 4 << 20
-
-func (x *Archive) start(i int) int64 {
-	var s int64
-	for j := range i {
-		s += int64(x.m.Chunks[j].Length)
-	}
-	return s
-}
 
 // firstLog reports whether a failure of chunk key should be logged: not
 // again within a minute (the kernel retries a failed read page by page).
@@ -268,14 +274,16 @@ func (x *Archive) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 		return 0, io.EOF
 	}
 	want := min(int64(len(p)), x.Size()-off)
-	first, start := x.a.ChunkAt(off)
-	last, _ := x.a.ChunkAt(off + want - 1)
-	chunks, err := x.chunks(ctx, first, last)
+	cs, err := x.span(ctx, off, want)
+	if err != nil {
+		return 0, err
+	}
+	chunks, err := x.chunks(ctx, cs)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	pos := off - start
+	pos := off - cs[0].Start
 	for _, d := range chunks {
 		k := copy(p[n:want], d[pos:])
 		n += k
@@ -294,8 +302,19 @@ func (x *Archive) Prefetch(ctx context.Context, off, n int64) {
 	if off >= x.Size() || n <= 0 {
 		return
 	}
-	n = min(n, x.Size()-off)
-	first, _ := x.a.ChunkAt(off)
-	last, _ := x.a.ChunkAt(off + n - 1)
-	x.chunks(ctx, first, last)
+	cs, err := x.span(ctx, off, n)
+	if err == nil {
+		x.chunks(ctx, cs)
+	}
+}
+
+// span returns the chunks covering archive bytes [off, off+n). A chunk
+// list that cannot be read (a format 3 tree node missing or damaged) is
+// logged like a damaged chunk: the read fails with it.
+func (x *Archive) span(ctx context.Context, off, n int64) ([]remote.ArchiveChunk, error) {
+	cs, err := x.a.Span(ctx, off, n)
+	if err != nil && ctx.Err() == nil && x.c.Log != nil && errors.Is(err, remote.ErrCorruptObject) && x.c.firstLog(sha256.Sum256([]byte(err.Error()))) {
+		x.c.Log(fmt.Sprintf("%s: archive bytes %d-%d: %v", x.Name, off, off+n, err))
+	}
+	return cs, err
 }
