@@ -133,30 +133,50 @@ type run struct {
 	bloom bloom
 }
 
-// bloom is a Bloom filter over chunk hashes (10 bits a hash, 7 probes:
-// about 1 % false positives). The hashes are SHA-256, uniform already:
-// the probes are 7 of their 32-bit words.
+// bloom is a blocked Bloom filter over chunk hashes: 10 bits a hash
+// in blocks of 512 bits (one cache line), the 7 probes of a hash all in
+// the block its first 8 bytes choose, so that a lookup that is turned
+// away (the common case: a push's flushed runs pile up) costs one cache
+// miss a run, not one a probe. About 1 % false positives. The hashes are
+// SHA-256, uniform already: the probes are 9-bit fields of bytes 8-15.
 type bloom []uint64
 
-func newBloom(n int) bloom { return make(bloom, (n*10+63)/64+1) }
+const bloomBlock = 8 // uint64 words in a block
 
-func (b bloom) probes(h *ID, fn func(bit uint64) bool) bool {
-	bits := uint64(len(b)) * 64
-	for k := 0; k < 7; k++ {
-		w := uint64(h[4*k])<<24 | uint64(h[4*k+1])<<16 | uint64(h[4*k+2])<<8 | uint64(h[4*k+3])
-		if !fn(w % bits) {
-			return false
-		}
-	}
-	return true
+func newBloom(n int) bloom {
+	blocks := (n*10+511)/512 + 1
+	return make(bloom, blocks*bloomBlock)
+}
+
+// block returns the words of h's block and the word holding h's probes.
+func (b bloom) block(h *ID) ([]uint64, uint64) {
+	blocks := uint64(len(b) / bloomBlock)
+	i := binary.BigEndian.Uint64(h[0:8]) % blocks * bloomBlock
+	return b[i : i+bloomBlock], binary.BigEndian.Uint64(h[8:16])
 }
 
 func (b bloom) add(h *ID) {
-	b.probes(h, func(bit uint64) bool { b[bit/64] |= 1 << (bit % 64); return true })
+	blk, w := b.block(h)
+	for range 7 {
+		bit := w & 511
+		blk[bit/64] |= 1 << (bit % 64)
+		w >>= 9
+	}
 }
 
 func (b bloom) mayHave(h *ID) bool {
-	return b == nil || b.probes(h, func(bit uint64) bool { return b[bit/64]&(1<<(bit%64)) != 0 })
+	if b == nil {
+		return true
+	}
+	blk, w := b.block(h)
+	for range 7 {
+		bit := w & 511
+		if blk[bit/64]&(1<<(bit%64)) == 0 {
+			return false
+		}
+		w >>= 9
+	}
+	return true
 }
 
 // runWriter writes a run file under a temporary name, records in order.
