@@ -66,7 +66,7 @@ type DiskIndex struct {
 	// limit is, per pack number, the largest offset+stored a usable
 	// record may have: -1 for a pack that is not listed.
 	limit   []int64
-	overlay map[ID]packedLoc
+	overlay *added // entries added since the last flush
 	added   int
 	flushAt int
 	baseLen int64 // usable distinct hashes in runs, -1 if not counted
@@ -234,7 +234,7 @@ func OpenDisk(o DiskOptions) (*DiskIndex, DiskStats, error) {
 		cands = append(cands[k:], r)
 	}
 	sortByPriority(cands)
-	x := &DiskIndex{dir: dir, runs: cands, packNum: map[ID]uint32{}, overlay: map[ID]packedLoc{}, flushAt: o.FlushAt, baseLen: -1}
+	x := &DiskIndex{dir: dir, runs: cands, packNum: map[ID]uint32{}, overlay: newAdded(o.FlushAt), flushAt: o.FlushAt, baseLen: -1}
 	for _, r := range cands {
 		r.global = make([]uint32, len(r.packs))
 		for i, p := range r.packs {
@@ -422,7 +422,7 @@ func (x *DiskIndex) find(h *ID, cachedOnly bool) (packedLoc, int64, bool) {
 	if cachedOnly {
 		return packedLoc{}, -1, false
 	}
-	if p, ok := x.overlay[*h]; ok {
+	if p, ok := x.overlay.get(h); ok {
 		return p, -1, true
 	}
 	for _, r := range x.temps {
@@ -511,26 +511,23 @@ func (x *DiskIndex) Add(h ID, l Location) {
 	if _, _, ok := x.find(&h, false); ok {
 		return
 	}
-	x.overlay[h] = packedLoc{pack: x.packNumber(l.Pack), offset: l.Offset, stored: l.Stored, raw: l.Raw, typ: l.Type}
+	x.overlay.put(rec{h: h, pack: x.packNumber(l.Pack), offset: l.Offset, stored: l.Stored, raw: l.Raw, typ: l.Type})
 	x.added++
-	if len(x.overlay) >= x.flushAt {
+	if x.overlay.len() >= x.flushAt {
 		x.flush()
 	}
 }
 
-// flush writes the added entries to a temporary run.
+// flush writes the added entries to a temporary run. If that fails the
+// entries are dropped and the index fails (Err): later lookups may miss
+// them, which costs a push an upload again, never a wrong answer.
 func (x *DiskIndex) flush() {
-	recs := make([]rec, 0, len(x.overlay))
-	for h, p := range x.overlay {
-		recs = append(recs, rec{h: h, pack: p.pack, offset: p.offset, stored: p.stored, raw: p.raw, typ: p.typ})
-	}
-	r, err := x.tempRun(recs)
+	r, err := x.tempRun(x.overlay.take())
 	if err != nil {
 		x.fail(nil, err)
 		return
 	}
 	x.temps = append(x.temps, r)
-	clear(x.overlay) // keeps its table for the next FlushAt entries
 }
 
 // tempRun writes records (with global pack numbers) as a temporary run,
@@ -763,10 +760,7 @@ func (x *DiskIndex) walk(cachedOnly bool, fn func(pos int64, h *ID, p packedLoc)
 		srcs = append(srcs, &src{c: newRunCursor(r, r.global), r: r, run: i, pos: x.base[i] - 1})
 	}
 	if !cachedOnly {
-		recs := make([]rec, 0, len(x.overlay))
-		for h, p := range x.overlay {
-			recs = append(recs, rec{h: h, pack: p.pack, offset: p.offset, stored: p.stored, raw: p.raw, typ: p.typ})
-		}
+		recs := x.overlay.copyRecs()
 		sortRecs(recs)
 		srcs = append(srcs, &src{c: &sliceCursor{recs: recs}, run: -1})
 		for _, r := range x.temps {
