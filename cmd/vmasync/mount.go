@@ -300,11 +300,7 @@ func (d *backupDir) load(ctx context.Context) syscall.Errno {
 }
 
 func (d *backupDir) add(ctx context.Context) error {
-	m, err := d.m.r.Manifest(ctx, d.b)
-	if err != nil {
-		return err
-	}
-	x, err := d.m.cache.Open(d.m.r, m, d.b.Name)
+	x, err := d.m.cache.OpenBackup(ctx, d.m.r, d.b) // a chunk tree is descended, not held
 	if err != nil {
 		return err
 	}
@@ -434,7 +430,7 @@ func (f *diskFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	n, err := f.l.ReadDisk(ctx, f.dev.ID, dest, off)
 	if err != nil && err != io.EOF {
 		if ctx.Err() == nil && !errors.Is(err, remote.ErrCorruptObject) {
-			// Damaged chunks are logged by the cache, by name.
+			// Damaged chunks and tree nodes are logged by the cache, by name.
 			f.m.logf("%s: reading bytes %d-%d: %v", f.dev.Name, off, off+int64(len(dest)), err)
 		}
 		return nil, syscall.EIO

@@ -103,16 +103,16 @@ func pullDisks(e *env, cCtx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, r, b, m, release, err := openBackup(e, cCtx, a.o, a.remote, a.vmid, a.sel, true)
+	ctx, r, b, _, release, err := openBackup(e, cCtx, a.o, a.remote, a.vmid, a.sel, readNone)
 	if err != nil {
 		return err
 	}
 	defer release()
 	cache := chunkcache.New(pullDiskCache)
 	cache.Fetch = a.transfers
-	x, err := cache.Open(r, m, b.Name)
+	x, err := cache.OpenBackup(ctx, r, b) // a chunk tree is descended, not held
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", b.Name, err)
+		return fmt.Errorf("pull: %w", err) // it names the backup
 	}
 	l, err := vmalayout.Open(ctx, x, x.Size())
 	if err != nil {

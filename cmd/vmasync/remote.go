@@ -296,7 +296,11 @@ func pullCommand(e *env) *cli.Command {
 			if manifest && comp != "" {
 				return usageError("pull", "--manifest and --compress do not go together")
 			}
-			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, manifest)
+			read := readHeader
+			if manifest {
+				read = readWhole
+			}
+			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, read)
 			if err != nil {
 				return err
 			}
