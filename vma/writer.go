@@ -211,6 +211,13 @@ func (w *Writer) ReadBlocks(id int, num uint32, mask uint16, read func(dst []byt
 		return w.err
 	}
 	n := bits.OnesCount16(mask) * BlockSize
+	if len(w.infos) >= w.perExt {
+		// write would flush the full extent first: do it before the
+		// read, so that the blocks fit the buffer instead of doubling it.
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
 	if w.buf == nil {
 		w.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+w.perExt*ClusterSize)
 	}
