@@ -274,7 +274,10 @@ func (r *Reader) clusterErr(off int64, d *readDev, c uint32, format string, args
 // readExtent reads and checks the next extent, or ends the archive.
 func (r *Reader) readExtent() error {
 	if cap(r.buf) < ExtentHeaderSize {
-		r.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+ProxmoxClustersPerExtent*ClusterSize)
+		// The header only: room for the data is made below, when it is
+		// read into the buffer (not when it is seeked over, deferred or
+		// discarded).
+		r.buf = make([]byte, ExtentHeaderSize)
 	}
 	eh := r.buf[:ExtentHeaderSize]
 	r.extOff = r.off
@@ -327,7 +330,7 @@ func (r *Reader) readExtent() error {
 		return r.acceptExtent(count)
 	}
 	if cap(r.buf) < need {
-		nb := make([]byte, need)
+		nb := make([]byte, need, max(need, ExtentHeaderSize+ProxmoxClustersPerExtent*ClusterSize))
 		copy(nb, r.buf[:ExtentHeaderSize])
 		r.buf = nb
 	}
