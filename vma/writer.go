@@ -219,7 +219,7 @@ func (w *Writer) ReadBlocks(id int, num uint32, mask uint16, read func(dst []byt
 		}
 	}
 	if w.buf == nil {
-		w.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+w.perExt*ClusterSize)
+		w.buf = w.newBuf()
 	}
 	if cap(w.buf)-len(w.buf) < n {
 		w.buf = append(make([]byte, 0, len(w.buf)+max(n, w.perExt*ClusterSize)), w.buf...)
@@ -233,6 +233,25 @@ func (w *Writer) ReadBlocks(id int, num uint32, mask uint16, read func(dst []byt
 		return err
 	}
 	return w.write(id, num, mask, region, false)
+}
+
+// newBuf returns an empty extent buffer with room for an extent of
+// perExt clusters, or for all the clusters of the archive's devices when
+// they are fewer (a small archive needs no buffer of 3.7 MB). The size of
+// a vmstate device does not bound its clusters: with one, perExt it is.
+func (w *Writer) newBuf() []byte {
+	var clusters uint64
+	for _, d := range w.dev {
+		if d != nil {
+			if d.vmstate {
+				clusters = uint64(w.perExt)
+				break
+			}
+			clusters += d.clusters
+		}
+	}
+	n := int(min(clusters, uint64(w.perExt)))
+	return make([]byte, ExtentHeaderSize, ExtentHeaderSize+n*ClusterSize)
 }
 
 // write adds one cluster. In cluster mode src is the (possibly short)
@@ -264,7 +283,7 @@ func (w *Writer) write(id int, num uint32, mask uint16, src []byte, cluster bool
 		}
 	}
 	if w.buf == nil {
-		w.buf = make([]byte, ExtentHeaderSize, ExtentHeaderSize+w.perExt*ClusterSize)
+		w.buf = w.newBuf()
 	}
 	// Bytes of this cluster that lie inside the device.
 	inDev := uint64(ClusterSize)
