@@ -115,7 +115,7 @@ func (r *Repository) OpenBackup(ctx context.Context, b Backup) (*ArchiveReader, 
 		return a, nil
 	}
 	a := &ArchiveReader{r: r, name: b.Name, size: int64(s.m.ArchiveSize)}
-	l := &treeList{a: a, root: *s.tree, maxChunk: uint32(s.m.Params.MaxSize)}
+	l := &treeList{a: a, root: *s.tree, maxChunk: uint32(s.m.Params.MaxSize), nodes: r.nodeCache()}
 	if _, err := l.node(ctx, nil, 0); err != nil {
 		return nil, err
 	}
@@ -268,6 +268,9 @@ type treeList struct {
 	a        *ArchiveReader
 	root     tree.Ref
 	maxChunk uint32
+	// nodes is the repository's node cache, kept here: the repository's
+	// lock is held through index lookups, which may read the disk.
+	nodes *nodeCache
 }
 
 func (l *treeList) chunks() int64 { return int64(l.root.Chunks) }
@@ -345,7 +348,7 @@ func (l *treeList) node(ctx context.Context, parent *tree.Node, i int) (*tree.No
 	if parent != nil {
 		ref = parent.Children[i]
 	}
-	c := l.a.r.nodeCache()
+	c := l.nodes
 	e := c.get(ref.ID, l.maxChunk)
 	if e == nil {
 		// Load the node and its next siblings that are not cached.

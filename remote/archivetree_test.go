@@ -114,6 +114,9 @@ func TestArchiveReaderTree(t *testing.T) {
 	// Concurrent readers, with a node cache of a few nodes: lookups
 	// evict and load nodes all the time.
 	r.nodes = &nodeCache{max: 4 << 10, lru: list.New(), entries: map[nodeKey]*list.Element{}}
+	if a, err = r.OpenBackup(ctx, b); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
 	for g := range 6 {
