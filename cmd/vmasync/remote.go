@@ -398,7 +398,12 @@ func writeOutput(ctx context.Context, dest string, opt output.Options, fill func
 	return w.Commit()
 }
 
-// vmaOptions are push's settings for the streaming reorder.
+// vmaOptions are push's settings for the streaming reorder: half the
+// window of the optimize command (clusters that arrive early beyond it go
+// to a temporary file), as a push holds its pack buffers beside it.
 func vmaOptions(cCtx *cli.Context) vma.OptimizeOptions {
-	return vma.OptimizeOptions{TempDir: cCtx.String("temp-dir")}
+	return vma.OptimizeOptions{TempDir: cCtx.String("temp-dir"), Window: pushWindow}
 }
+
+// pushWindow is push's memory for early clusters of a streamed dump.
+const pushWindow = 16 << 20
