@@ -1,21 +1,15 @@
 package index
 
 import (
-	"bufio"
 	"bytes"
-	"container/heap"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 
 	"github.com/vmasync/vmasync/remote/pack"
@@ -133,214 +127,6 @@ type run struct {
 	bloom bloom
 }
 
-// bloom is a blocked Bloom filter over chunk hashes: 10 bits a hash
-// in blocks of 512 bits (one cache line), the 7 probes of a hash all in
-// the block its first 8 bytes choose, so that a lookup that is turned
-// away (the common case: a push's flushed runs pile up) costs one cache
-// miss a run, not one a probe. About 1 % false positives. The hashes are
-// SHA-256, uniform already: the probes are 9-bit fields of bytes 8-15.
-type bloom []uint64
-
-const bloomBlock = 8 // uint64 words in a block
-
-func newBloom(n int) bloom {
-	blocks := (n*10+511)/512 + 1
-	return make(bloom, blocks*bloomBlock)
-}
-
-// block returns the words of h's block and the word holding h's probes.
-func (b bloom) block(h *ID) ([]uint64, uint64) {
-	blocks := uint64(len(b) / bloomBlock)
-	i := binary.BigEndian.Uint64(h[0:8]) % blocks * bloomBlock
-	return b[i : i+bloomBlock], binary.BigEndian.Uint64(h[8:16])
-}
-
-func (b bloom) add(h *ID) {
-	blk, w := b.block(h)
-	for range 7 {
-		bit := w & 511
-		blk[bit/64] |= 1 << (bit % 64)
-		w >>= 9
-	}
-}
-
-func (b bloom) mayHave(h *ID) bool {
-	if b == nil {
-		return true
-	}
-	blk, w := b.block(h)
-	for range 7 {
-		bit := w & 511
-		if blk[bit/64]&(1<<(bit%64)) == 0 {
-			return false
-		}
-		w >>= 9
-	}
-	return true
-}
-
-// runWriter writes a run file under a temporary name, records in order.
-type runWriter struct {
-	dir, tmp string
-	f        *os.File
-	w        *bufio.Writer
-	block    []byte // the block being filled
-	inBlock  int
-	first8   []uint64
-	crcs     []uint32
-	stats    []PackInfo
-	n, dist  int64
-	last     ID
-	err      error
-}
-
-func newRunWriter(dir string) (*runWriter, error) {
-	tmp, err := tempName(dir)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	w := &runWriter{dir: dir, tmp: tmp, f: f, w: bufio.NewWriterSize(f, 1<<20), block: make([]byte, 0, blockBytes)}
-	_, w.err = w.w.WriteString(runMagic)
-	return w, nil
-}
-
-func tempName(dir string) (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, tmpPrefix+hex.EncodeToString(b[:])), nil
-}
-
-// add appends r; records must come in compareRec order.
-func (w *runWriter) add(r *rec) {
-	if w.err != nil {
-		return
-	}
-	if w.n == 0 || r.h != w.last {
-		w.dist++
-		w.last = r.h
-	}
-	for int(r.pack) >= len(w.stats) {
-		w.stats = append(w.stats, PackInfo{})
-	}
-	s := &w.stats[r.pack]
-	s.Records++
-	s.MaxEnd = max(s.MaxEnd, int64(r.offset)+int64(r.stored))
-	if w.inBlock == 0 {
-		w.first8 = append(w.first8, binary.BigEndian.Uint64(r.h[:8]))
-	}
-	w.block = w.block[:len(w.block)+EntrySize]
-	r.put(w.block[len(w.block)-EntrySize:])
-	w.inBlock++
-	w.n++
-	if w.inBlock == BlockRecords {
-		w.endBlock()
-	}
-}
-
-func (w *runWriter) endBlock() {
-	if w.inBlock == 0 {
-		return
-	}
-	w.crcs = append(w.crcs, crc32.Checksum(w.block, castagnoli))
-	_, err := w.w.Write(w.block)
-	if w.err == nil {
-		w.err = err
-	}
-	w.block, w.inBlock = w.block[:0], 0
-}
-
-// finish writes the tables and footer and renames the file into place
-// as run-<SHA-256 of its tables>.run (a temporary run keeps its
-// temporary name); packs names the run's pack numbers.
-func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (string, error) {
-	w.endBlock()
-	defer func() {
-		if w.f != nil {
-			w.f.Close()
-			os.Remove(w.tmp)
-		}
-	}()
-	if w.err != nil {
-		return "", w.err
-	}
-	if len(w.stats) > len(packs) {
-		return "", fmt.Errorf("index cache: record names pack %d of %d", len(w.stats)-1, len(packs))
-	}
-	sum := sha256.New()
-	out := io.MultiWriter(w.w, sum)
-	var b []byte
-	for i, id := range packs {
-		var s PackInfo
-		if i < len(w.stats) {
-			s = w.stats[i]
-		}
-		b = append(b[:0], id[:]...)
-		b = binary.BigEndian.AppendUint32(b, uint32(s.Records))
-		b = binary.BigEndian.AppendUint64(b, uint64(s.MaxEnd))
-		out.Write(b)
-	}
-	srcBytes := 0
-	for _, s := range sources {
-		if len(s) > math.MaxUint16 {
-			return "", fmt.Errorf("index cache: source name of %d bytes", len(s))
-		}
-		b = binary.BigEndian.AppendUint16(b[:0], uint16(len(s)))
-		b = append(b, s...)
-		out.Write(b)
-		srcBytes += len(b)
-	}
-	for i := range w.first8 {
-		b = binary.BigEndian.AppendUint64(b[:0], w.first8[i])
-		b = binary.BigEndian.AppendUint32(b, w.crcs[i])
-		out.Write(b)
-	}
-	b = binary.BigEndian.AppendUint64(b[:0], uint64(w.n))
-	b = binary.BigEndian.AppendUint64(b, uint64(w.dist))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(packs)))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(sources)))
-	b = binary.BigEndian.AppendUint64(b, uint64(srcBytes))
-	sum.Write(b)
-	digest := sum.Sum(nil)
-	b = append(b, digest...)
-	b = append(b, runEndMagic...)
-	if _, err := w.w.Write(b); err != nil {
-		return "", err
-	}
-	if err := w.w.Flush(); err != nil {
-		return "", err
-	}
-	if err := w.f.Close(); err != nil {
-		return "", err
-	}
-	w.f = nil
-	if temporary {
-		return w.tmp, nil
-	}
-	// No fsync: a run left half written by a crash fails its checks and
-	// is built again.
-	final := filepath.Join(w.dir, "run-"+hex.EncodeToString(digest[:16])+runSuffix)
-	if err := os.Rename(w.tmp, final); err != nil {
-		os.Remove(w.tmp)
-		return "", err
-	}
-	return final, nil
-}
-
-// abort drops a run being written.
-func (w *runWriter) abort() {
-	if w.f != nil {
-		w.f.Close()
-		os.Remove(w.tmp)
-		w.f = nil
-	}
-}
-
 // openRun opens and checks a run file: its size against its footer, the
 // footer's SHA-256 over the tables and fence. Records are checked block
 // by block as they are read.
@@ -366,25 +152,22 @@ func openRun(path string) (*run, error) {
 // parseRun reads a run's footer, tables and fence from ra (size bytes),
 // allocating no more than the file's size allows.
 func parseRun(ra io.ReaderAt, size int64) (*run, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", errDamaged, fmt.Sprintf(format, args...))
-	}
 	if size < int64(len(runMagic)+footerLen) {
-		return nil, bad("%d bytes", size)
+		return nil, badRun("%d bytes", size)
 	}
 	head := make([]byte, len(runMagic))
 	if _, err := ra.ReadAt(head, 0); err != nil {
 		return nil, err
 	}
 	if string(head) != runMagic {
-		return nil, bad("no run magic")
+		return nil, badRun("no run magic")
 	}
 	foot := make([]byte, footerLen)
 	if _, err := ra.ReadAt(foot, size-int64(footerLen)); err != nil {
 		return nil, err
 	}
 	if string(foot[footerLen-len(runEndMagic):]) != runEndMagic {
-		return nil, bad("no end magic")
+		return nil, badRun("no end magic")
 	}
 	n := binary.BigEndian.Uint64(foot)
 	dist := binary.BigEndian.Uint64(foot[8:])
@@ -395,11 +178,11 @@ func parseRun(ra io.ReaderAt, size int64) (*run, error) {
 	// allocated from it.
 	body := uint64(size) - uint64(len(runMagic)+footerLen)
 	if n > body/EntrySize || np > body/packInfoLen || sb > body || ns > sb/2 || dist > n || (n > 0) != (dist > 0) {
-		return nil, bad("counts do not fit %d bytes", size)
+		return nil, badRun("counts do not fit %d bytes", size)
 	}
 	blocks := (n + BlockRecords - 1) / BlockRecords
 	if n*EntrySize+np*packInfoLen+sb+blocks*fenceLen != body {
-		return nil, bad("counts do not add up to %d bytes", size)
+		return nil, badRun("counts do not add up to %d bytes", size)
 	}
 	metaOff := int64(len(runMagic)) + int64(n*EntrySize)
 	meta := make([]byte, int(body-n*EntrySize))
@@ -410,17 +193,32 @@ func parseRun(ra io.ReaderAt, size int64) (*run, error) {
 	sum.Write(meta)
 	sum.Write(foot[:32])
 	if !bytes.Equal(sum.Sum(nil), foot[32:64]) {
-		return nil, bad("checksum of its tables does not match")
+		return nil, badRun("checksum of its tables does not match")
 	}
 	r := &run{n: int64(n), blocks: int(blocks), distinct: int64(dist)}
+	if err := r.parseTables(meta, np, ns, sb); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// badRun is the error of a run file that fails a check.
+func badRun(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errDamaged, fmt.Sprintf(format, args...))
+}
+
+// parseTables decodes the tables and fence that follow the records (meta,
+// checked against the footer's SHA-256 already): np packs, ns sources in
+// sb bytes, then the fence of r.blocks blocks.
+func (r *run) parseTables(meta []byte, np, ns, sb uint64) error {
 	r.packs = make([]PackInfo, np)
 	for i := range r.packs {
 		p := &r.packs[i]
 		copy(p.ID[:], meta)
 		p.Records = int(binary.BigEndian.Uint32(meta[32:]))
 		p.MaxEnd = int64(binary.BigEndian.Uint64(meta[36:]))
-		if p.MaxEnd < 0 || uint64(p.Records) > n {
-			return nil, bad("pack %d: %d records, end %d", i, p.Records, p.MaxEnd)
+		if p.MaxEnd < 0 || uint64(p.Records) > uint64(r.n) {
+			return badRun("pack %d: %d records, end %d", i, p.Records, p.MaxEnd)
 		}
 		meta = meta[packInfoLen:]
 	}
@@ -429,26 +227,26 @@ func parseRun(ra io.ReaderAt, size int64) (*run, error) {
 	r.sources = make([]string, 0, ns)
 	for range ns {
 		if len(src) < 2 || len(src) < 2+int(binary.BigEndian.Uint16(src)) {
-			return nil, bad("sources truncated")
+			return badRun("sources truncated")
 		}
 		l := int(binary.BigEndian.Uint16(src))
 		r.sources = append(r.sources, string(src[2:2+l]))
 		src = src[2+l:]
 	}
 	if len(src) != 0 {
-		return nil, bad("%d bytes after the sources", len(src))
+		return badRun("%d bytes after the sources", len(src))
 	}
-	r.first8 = make([]uint64, blocks)
-	r.crcs = make([]uint32, blocks)
+	r.first8 = make([]uint64, r.blocks)
+	r.crcs = make([]uint32, r.blocks)
 	for i := range r.first8 {
 		r.first8[i] = binary.BigEndian.Uint64(meta)
 		r.crcs[i] = binary.BigEndian.Uint32(meta[8:])
 		if i > 0 && r.first8[i] < r.first8[i-1] {
-			return nil, bad("fence not sorted at block %d", i)
+			return badRun("fence not sorted at block %d", i)
 		}
 		meta = meta[fenceLen:]
 	}
-	return r, nil
+	return nil
 }
 
 // blockRecords is the number of records in block b.
@@ -571,151 +369,3 @@ func (c *runCursor) next(out *rec) (bool, error) {
 	c.pos++
 	return true, nil
 }
-
-// spillWriter writes a spill file.
-type spillWriter struct {
-	path string
-	f    *os.File
-	w    *bufio.Writer
-	b    [EntrySize]byte
-}
-
-func newSpillWriter(dir string) (*spillWriter, error) {
-	p, err := tempName(dir)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	return &spillWriter{path: p, f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
-}
-
-func (s *spillWriter) add(r *rec) error {
-	r.put(s.b[:])
-	_, err := s.w.Write(s.b[:])
-	return err
-}
-
-func (s *spillWriter) close() error {
-	err := s.w.Flush()
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (s *spillWriter) abort() {
-	s.f.Close()
-	os.Remove(s.path)
-}
-
-// writeSpill writes sorted records to a new spill file.
-func writeSpill(dir string, rs []rec) (string, error) {
-	s, err := newSpillWriter(dir)
-	if err != nil {
-		return "", err
-	}
-	for i := range rs {
-		if err := s.add(&rs[i]); err != nil {
-			s.abort()
-			return "", err
-		}
-	}
-	if err := s.close(); err != nil {
-		os.Remove(s.path)
-		return "", err
-	}
-	return s.path, nil
-}
-
-// mergeSpills merges spill files into fn, 64 KiB of buffer each.
-func mergeSpills(paths []string, fn func(*rec) error) error {
-	var cursors []cursor
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		cursors = append(cursors, &spillCursor{r: bufio.NewReaderSize(f, 64<<10)})
-	}
-	return merge(cursors, fn)
-}
-
-// spill files: plain sorted records, EntrySize bytes each, written by
-// the external sort and read once by its merge (never kept).
-type spillCursor struct {
-	r   *bufio.Reader
-	buf [EntrySize]byte
-}
-
-func (c *spillCursor) next(out *rec) (bool, error) {
-	if _, err := io.ReadFull(c.r, c.buf[:]); err != nil {
-		if err == io.EOF {
-			return false, nil
-		}
-		return false, err
-	}
-	out.get(c.buf[:])
-	return true, nil
-}
-
-// mergeHeap merges cursors by compareRec; of equal records the cursor
-// listed first comes first.
-type mergeHeap struct {
-	cur  []cursor
-	head []rec
-	idx  []int // heap of cursor numbers
-}
-
-func (m *mergeHeap) Len() int { return len(m.idx) }
-func (m *mergeHeap) Less(i, j int) bool {
-	a, b := m.idx[i], m.idx[j]
-	if c := compareRec(&m.head[a], &m.head[b]); c != 0 {
-		return c < 0
-	}
-	return a < b
-}
-func (m *mergeHeap) Swap(i, j int) { m.idx[i], m.idx[j] = m.idx[j], m.idx[i] }
-func (m *mergeHeap) Push(x any)    { m.idx = append(m.idx, x.(int)) }
-func (m *mergeHeap) Pop() any {
-	x := m.idx[len(m.idx)-1]
-	m.idx = m.idx[:len(m.idx)-1]
-	return x
-}
-
-// merge feeds the records of cursors to fn in compareRec order.
-func merge(cursors []cursor, fn func(*rec) error) error {
-	m := &mergeHeap{cur: cursors, head: make([]rec, len(cursors))}
-	for i, c := range cursors {
-		ok, err := c.next(&m.head[i])
-		if err != nil {
-			return err
-		}
-		if ok {
-			m.idx = append(m.idx, i)
-		}
-	}
-	heap.Init(m)
-	for m.Len() > 0 {
-		i := m.idx[0]
-		if err := fn(&m.head[i]); err != nil {
-			return err
-		}
-		ok, err := m.cur[i].next(&m.head[i])
-		if err != nil {
-			return err
-		}
-		if ok {
-			heap.Fix(m, 0)
-		} else {
-			heap.Pop(m)
-		}
-	}
-	return nil
-}
-
-// sortRecs sorts records in memory.
-func sortRecs(rs []rec) { slices.SortFunc(rs, func(a, b rec) int { return compareRec(&a, &b) }) }
