@@ -293,6 +293,14 @@ func appendBlob(enc *zstd.Encoder, dst, data []byte) ([]byte, uint8) {
 	return append(dst[:n], data...), pack.BlobRaw
 }
 
+// declaresSize reports whether the zstd frame z declares n bytes of
+// content, as readers require (DecodeBlob); the encoder leaves the size
+// out of the frames of some inputs of a few hundred bytes.
+func declaresSize(z []byte, n int) bool {
+	var h zstd.Header
+	return h.Decode(z) == nil && h.HasFCS && h.FrameContentSize == uint64(n)
+}
+
 // compressPool compresses batches with one goroutine per CPU and packs
 // their blobs, in submission order, into packs for the uploader.
 type compressPool struct {
