@@ -59,89 +59,146 @@ func run() error {
 		return err
 	}
 	sort.Strings(names)
-	read := func(name string) ([]index.Entry, error) {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		id, _ := pack.ParseID(strings.TrimSuffix(filepath.Base(name), ".index"))
-		return index.Decode(b, id)
-	}
-	var known []index.ID
-	if *hashesFile != "" {
-		b, err := os.ReadFile(*hashesFile)
-		if err != nil {
-			return err
-		}
-		for len(b) >= 32 {
-			known = append(known, index.ID(b[:32]))
-			b = b[32:]
-		}
+	known, err := readKnown(*hashesFile)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
-	var get func(index.ID) bool
-	var length func() int
-	var eachPos func() (int, error)
 	out := []string{"mode=" + *mode}
+	var x *benchIndex
 	switch *mode {
 	case "mem":
-		x := index.New()
-		for _, n := range names {
-			entries, err := read(n)
-			if err != nil {
-				return err
-			}
-			for _, e := range entries {
-				size, ok := packs[e.Pack]
-				if !ok || int64(e.Offset)+int64(e.Stored) > size-int64(pack.TrailerLen) {
-					continue
-				}
-				x.Load(e.Hash, e.Location)
-			}
-		}
-		x.Freeze()
-		get = x.Has
-		length = x.Len
-		eachPos = func() (int, error) {
-			n := 0
-			for i := range x.Positions() {
-				x.At(i)
-				n++
-			}
-			return n, nil
-		}
+		x, err = loadMem(names, packs)
 	case "disk":
-		x, st, err := index.OpenDisk(index.DiskOptions{Dir: *cache, RepoID: "bench", Sources: names, Read: read, Verify: *verify, SortRecords: *sortRecs})
-		if err != nil {
-			return err
-		}
-		defer x.Close()
-		out = append(out, fmt.Sprintf("open_s=%.2f built=%d reused=%d read=%d runs=%d", time.Since(start).Seconds(), st.Built, st.Reused, st.Read, x.Runs()))
-		if _, err := x.SetPacks(packs, pack.TrailerLen); err != nil {
-			return err
-		}
-		get = x.Has
-		length = x.Len
-		eachPos = func() (int, error) {
-			n := 0
-			err := x.EachPos(func(int, index.ID, index.Location) { n++ })
-			return n, err
-		}
-		defer func() {
-			if err := x.Err(); err != nil {
-				fmt.Fprintln(os.Stderr, "indexbench:", err)
-			}
-		}()
+		x, err = openDisk(index.DiskOptions{Dir: *cache, RepoID: "bench", Sources: names, Read: readIndex, Verify: *verify, SortRecords: *sortRecs}, packs, start)
 	default:
 		return fmt.Errorf("mode %q", *mode)
 	}
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	if x.opened != "" {
+		out = append(out, x.opened)
+	}
 	out = append(out, fmt.Sprintf("load_s=%.2f", time.Since(start).Seconds()))
 	t := time.Now()
-	out = append(out, fmt.Sprintf("chunks=%d len_s=%.2f", length(), time.Since(t).Seconds()))
-	rng := rand.New(rand.NewPCG(1, 2))
+	out = append(out, fmt.Sprintf("chunks=%d len_s=%.2f", x.length(), time.Since(t).Seconds()))
 	t = time.Now()
+	hits := lookup(x.has, known, *lookups)
+	el := time.Since(t)
+	out = append(out, fmt.Sprintf("lookups=%d hits=%d lookup_us=%.2f", *lookups, hits, float64(el.Microseconds())/float64(max(*lookups, 1))))
+	if *scan {
+		t = time.Now()
+		n, err := x.eachPos()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("scan=%d scan_s=%.2f", n, time.Since(t).Seconds()))
+	}
+	out = append(out, fmt.Sprintf("total_s=%.2f", time.Since(start).Seconds()))
+	fmt.Println(strings.Join(out, " "))
+	return nil
+}
+
+// benchIndex is the index measured, in memory or on disk.
+type benchIndex struct {
+	has     func(index.ID) bool
+	length  func() int
+	eachPos func() (int, error) // every chunk with its position
+	close   func()
+	opened  string // how long opening the disk index took and what it did
+}
+
+// readIndex reads and decodes one index object.
+func readIndex(name string) ([]index.Entry, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := pack.ParseID(strings.TrimSuffix(filepath.Base(name), ".index"))
+	return index.Decode(b, id)
+}
+
+// readKnown reads the file of known hashes (32 bytes each; none without
+// a file).
+func readKnown(file string) ([]index.ID, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var known []index.ID
+	for len(b) >= 32 {
+		known = append(known, index.ID(b[:32]))
+		b = b[32:]
+	}
+	return known, nil
+}
+
+// loadMem loads the index objects into an index.Index as LoadIndex does,
+// leaving out the entries of missing or short packs.
+func loadMem(names []string, packs map[pack.ID]int64) (*benchIndex, error) {
+	x := index.New()
+	for _, n := range names {
+		entries, err := readIndex(n)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			size, ok := packs[e.Pack]
+			if !ok || int64(e.Offset)+int64(e.Stored) > size-int64(pack.TrailerLen) {
+				continue
+			}
+			x.Load(e.Hash, e.Location)
+		}
+	}
+	x.Freeze()
+	eachPos := func() (int, error) {
+		n := 0
+		for i := range x.Positions() {
+			x.At(i)
+			n++
+		}
+		return n, nil
+	}
+	return &benchIndex{has: x.Has, length: x.Len, eachPos: eachPos, close: func() {}}, nil
+}
+
+// openDisk opens (building what is missing) an index.DiskIndex limited
+// to the listed packs; start is when the measurement began.
+func openDisk(o index.DiskOptions, packs map[pack.ID]int64, start time.Time) (*benchIndex, error) {
+	x, st, err := index.OpenDisk(o)
+	if err != nil {
+		return nil, err
+	}
+	closeIndex := func() {
+		if err := x.Err(); err != nil {
+			fmt.Fprintln(os.Stderr, "indexbench:", err)
+		}
+		x.Close()
+	}
+	opened := fmt.Sprintf("open_s=%.2f built=%d reused=%d read=%d runs=%d", time.Since(start).Seconds(), st.Built, st.Reused, st.Read, x.Runs())
+	if _, err := x.SetPacks(packs, pack.TrailerLen); err != nil {
+		closeIndex()
+		return nil, err
+	}
+	eachPos := func() (int, error) {
+		n := 0
+		err := x.EachPos(func(int, index.ID, index.Location) { n++ })
+		return n, err
+	}
+	return &benchIndex{has: x.Has, length: x.Len, eachPos: eachPos, close: closeIndex, opened: opened}, nil
+}
+
+// lookup looks up n hashes, every other one known (when there are known
+// ones), the others random, and returns how many were found.
+func lookup(has func(index.ID) bool, known []index.ID, n int) int {
+	rng := rand.New(rand.NewPCG(1, 2))
 	hits := 0
-	for i := range *lookups {
+	for i := range n {
 		var h index.ID
 		if i%2 == 0 && len(known) > 0 {
 			h = known[rng.IntN(len(known))]
@@ -153,23 +210,11 @@ func run() error {
 				}
 			}
 		}
-		if get(h) {
+		if has(h) {
 			hits++
 		}
 	}
-	el := time.Since(t)
-	out = append(out, fmt.Sprintf("lookups=%d hits=%d lookup_us=%.2f", *lookups, hits, float64(el.Microseconds())/float64(max(*lookups, 1))))
-	if *scan {
-		t = time.Now()
-		n, err := eachPos()
-		if err != nil {
-			return err
-		}
-		out = append(out, fmt.Sprintf("scan=%d scan_s=%.2f", n, time.Since(t).Seconds()))
-	}
-	out = append(out, fmt.Sprintf("total_s=%.2f", time.Since(start).Seconds()))
-	fmt.Println(strings.Join(out, " "))
-	return nil
+	return hits
 }
 
 func listPacks(dir string) (map[pack.ID]int64, error) {

@@ -75,97 +75,120 @@ func run() error {
 		return fmt.Errorf("%s is not a repository (run vmasync init first): %w", *dir, err)
 	}
 	src := rand.NewChaCha8(seedBytes(*seed))
-	rng := rand.New(src)
-	var hw *bufio.Writer
+	g := &generator{dir: *dir, perPack: *perPack, dup: *dup, src: src, rng: rand.New(src)}
 	if *hashes != "" {
 		f, err := os.Create(*hashes)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		hw = bufio.NewWriter(f)
-		defer hw.Flush()
-	}
-	var (
-		entries  []index.Entry
-		curPack  pack.ID
-		inPack   int
-		off      uint32
-		objects  int
-		packs    int
-		recent   []pack.ID // hashes to store again
-		entryLen = 1 + 4 + 4 + 32
-	)
-	closePack := func() error {
-		if inPack == 0 {
-			return nil
-		}
-		size := int64(off) + int64(inPack*entryLen) + int64(pack.TrailerLen)
-		if err := sparse(filepath.Join(*dir, "packs", curPack.String()[:2], curPack.String()+".pack"), size); err != nil {
-			return err
-		}
-		packs++
-		inPack, off = 0, 0
-		return nil
-	}
-	flush := func() error {
-		if len(entries) == 0 {
-			return nil
-		}
-		b := index.Encode(entries)
-		id := pack.ID(sha256.Sum256(b))
-		p := filepath.Join(*dir, "index", id.String()+".index")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return err
-		}
-		objects++
-		entries = entries[:0]
-		return nil
+		g.hw = bufio.NewWriter(f)
+		defer g.hw.Flush()
 	}
 	for i := range n {
-		if inPack == 0 {
-			src.Read(curPack[:])
+		if err := g.chunk(i); err != nil {
+			return err
 		}
-		var h pack.ID
-		if len(recent) > 0 && rng.Float64() < *dup {
-			h = recent[rng.IntN(len(recent))]
+	}
+	if err := g.closePack(); err != nil {
+		return err
+	}
+	if err := g.flush(); err != nil {
+		return err
+	}
+	fmt.Printf("%d chunks in %d index objects, %d packs\n", n, g.objects, g.packs)
+	return nil
+}
+
+// generator writes the index objects of random chunks and the packs they
+// name.
+type generator struct {
+	dir     string
+	perPack int
+	dup     float64
+	src     *rand.ChaCha8
+	rng     *rand.Rand
+	hw      *bufio.Writer // every 1000th hash, if set
+
+	entries []index.Entry // of the index object being filled
+	curPack pack.ID
+	inPack  int
+	off     uint32
+	objects int
+	packs   int
+	recent  []pack.ID // hashes to store again
+}
+
+// entryLen is the size of a pack header's entry.
+const entryLen = 1 + 4 + 4 + 32
+
+// chunk adds the i-th chunk: a new hash or, by the -dup share, one stored
+// before, in the current pack, closing the pack and writing the index
+// object when full.
+func (g *generator) chunk(i int) error {
+	if g.inPack == 0 {
+		g.src.Read(g.curPack[:])
+	}
+	var h pack.ID
+	if len(g.recent) > 0 && g.rng.Float64() < g.dup {
+		h = g.recent[g.rng.IntN(len(g.recent))]
+	} else {
+		g.src.Read(h[:])
+		if len(g.recent) < 4096 {
+			g.recent = append(g.recent, h)
 		} else {
-			src.Read(h[:])
-			if len(recent) < 4096 {
-				recent = append(recent, h)
-			} else {
-				recent[rng.IntN(len(recent))] = h
-			}
-		}
-		if hw != nil && i%1000 == 0 {
-			hw.Write(h[:])
-		}
-		raw := uint32(4096 + rng.IntN(8192))
-		stored := raw / 2
-		entries = append(entries, index.Entry{Hash: h, Location: pack.Location{Pack: curPack, Offset: off, Stored: stored, Raw: raw, Type: pack.BlobZstd}})
-		off += stored
-		inPack++
-		if inPack == *perPack {
-			if err := closePack(); err != nil {
-				return err
-			}
-		}
-		if len(entries) == index.MaxEntries {
-			if err := flush(); err != nil {
-				return err
-			}
+			g.recent[g.rng.IntN(len(g.recent))] = h
 		}
 	}
-	if err := closePack(); err != nil {
+	if g.hw != nil && i%1000 == 0 {
+		g.hw.Write(h[:])
+	}
+	raw := uint32(4096 + g.rng.IntN(8192))
+	stored := raw / 2
+	g.entries = append(g.entries, index.Entry{Hash: h, Location: pack.Location{Pack: g.curPack, Offset: g.off, Stored: stored, Raw: raw, Type: pack.BlobZstd}})
+	g.off += stored
+	g.inPack++
+	if g.inPack == g.perPack {
+		if err := g.closePack(); err != nil {
+			return err
+		}
+	}
+	if len(g.entries) == index.MaxEntries {
+		return g.flush()
+	}
+	return nil
+}
+
+// closePack writes the current pack as a sparse file of its size.
+func (g *generator) closePack() error {
+	if g.inPack == 0 {
+		return nil
+	}
+	size := int64(g.off) + int64(g.inPack*entryLen) + int64(pack.TrailerLen)
+	if err := sparse(filepath.Join(g.dir, "packs", g.curPack.String()[:2], g.curPack.String()+".pack"), size); err != nil {
 		return err
 	}
-	if err := flush(); err != nil {
+	g.packs++
+	g.inPack, g.off = 0, 0
+	return nil
+}
+
+// flush writes the entries collected as one index object.
+func (g *generator) flush() error {
+	if len(g.entries) == 0 {
+		return nil
+	}
+	b := index.Encode(g.entries)
+	id := pack.ID(sha256.Sum256(b))
+	p := filepath.Join(g.dir, "index", id.String()+".index")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	fmt.Printf("%d chunks in %d index objects, %d packs\n", n, objects, packs)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return err
+	}
+	g.objects++
+	g.entries = g.entries[:0]
 	return nil
 }
 
