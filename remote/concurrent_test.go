@@ -18,6 +18,7 @@ import (
 // manifest, and neither writes into an object the other completed), and
 // the repository is whole afterwards.
 func TestConcurrentPushes(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	var paths []string

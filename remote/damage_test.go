@@ -125,6 +125,7 @@ func TestDamagedIndexDoesNotBlock(t *testing.T) {
 // TestHostileIndexBounded (issue 13.6): an index object that decodes to
 // far more than an index may hold is set aside without decoding it all.
 func TestHostileIndexBounded(t *testing.T) {
+	// Not parallel: it measures the allocations of the whole process.
 	ctx := context.Background()
 	mem, _ := damageRepo(t)
 	// A frame that declares more than an index may hold: refused from its

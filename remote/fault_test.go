@@ -16,6 +16,7 @@ import (
 // day 1, then pushes again: the packs of the failed run are found, not
 // uploaded again, and the backup ends complete.
 func TestPushResumesAfterUploadFailure(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	p1 := writeDump(t, dumps, vmSpec(11, 0), "200", "2026_11_20-02_00_00", true)
@@ -106,6 +107,7 @@ func TestPushResumesAfterUploadFailure(t *testing.T) {
 // TestCheckFindsDamage corrupts one pack and deletes another on the remote:
 // check names the affected backups and chunks.
 func TestCheckFindsDamage(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	writeDump(t, dumps, vmSpec(13, 0), "300", "2026_11_20-03_00_00", false)
@@ -188,6 +190,7 @@ func TestCheckFindsDamage(t *testing.T) {
 // TestNewerFormatRefused: a repository written by a newer vmasync is
 // refused with a clear error.
 func TestNewerFormatRefused(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, ConfigName), []byte(`{"format":"vmasync-repository","version":99,"chunker":{"polynomial":"0x1"},"compression":"zstd","pack_size":1}`), 0o644)

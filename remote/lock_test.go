@@ -31,6 +31,7 @@ func (f *failLocks) Save(ctx context.Context, name string, data []byte) error {
 // the lock could be taken for stale by another process; while refreshes
 // work, it is not.
 func TestLockLostStopsCommand(t *testing.T) {
+	t.Parallel()
 	mem := backend.NewMem()
 	fl := &failLocks{Backend: mem}
 	r := openMem(t, fl)
@@ -119,6 +120,7 @@ func TestSidecarsUnderPVENames(t *testing.T) {
 // cut short is left by a stale-lock unlock (a live process may be saving
 // it) and removed by unlock --all.
 func TestUnlockAllSweepsTemporaryLocks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	mem := backend.NewMem()
 	r := openMem(t, mem)

@@ -48,6 +48,7 @@ func (c *countingBackend) take() (total int64, by map[string]int64) {
 // metadata of at most 10 % of its new chunks' compressed bytes; an
 // identical night saves less than 64 KiB.
 func TestNightlyMetadata(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("pushes 3 × 256 MiB")
 	}

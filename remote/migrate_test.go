@@ -32,6 +32,7 @@ var v2Optimized = map[string]string{
 // it; Migrate makes it format 3; pushes then store trees, and pull, check
 // --read-data and prune work across both kinds of backups.
 func TestFormat2Repository(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dir := filepath.Join(t.TempDir(), "remote")
 	if err := os.CopyFS(dir, os.DirFS("testdata/v2repo")); err != nil {

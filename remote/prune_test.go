@@ -174,6 +174,7 @@ func sortedMap(m map[string]string) []string {
 // TestPruneGC runs in a repository of each format version: version 1
 // names packs by their whole content, version 2 by their tail.
 func TestPruneGC(t *testing.T) {
+	t.Parallel()
 	for v := 1; v <= FormatVersion; v++ {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testPruneGC(t, v) })
 	}
@@ -340,6 +341,7 @@ func dirSize(t *testing.T, dir string) int64 {
 // same time on one remote; the locks serialise them and every manifest
 // left is complete.
 func TestPushPruneConcurrent(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	remoteDir := filepath.Join(t.TempDir(), "remote")
 	f, _ := NewFs(ctx, remoteDir)

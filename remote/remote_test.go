@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -24,14 +25,26 @@ import (
 	"github.com/vmasync/vmasync/vma/vmatest"
 )
 
-// testCtx sets rclone up once for the package's tests.
+// rcloneCtx is the rclone setup every test of the package shares.
+var rcloneCtx struct {
+	once sync.Once
+	ctx  context.Context
+	err  error
+}
+
+// testCtx sets rclone up once for the package's tests. Setup writes
+// rclone's global state (config path, options, accounting); done once,
+// with the one set of settings every test uses, the tests that talk to
+// rclone can run in parallel.
 func testCtx(t testing.TB) context.Context {
 	t.Helper()
-	ctx, err := Setup(context.Background(), Settings{ConfigPath: os.DevNull, LowLevelRetries: 2})
-	if err != nil {
-		t.Fatal(err)
+	rcloneCtx.once.Do(func() {
+		rcloneCtx.ctx, rcloneCtx.err = Setup(context.Background(), Settings{ConfigPath: os.DevNull, LowLevelRetries: 2})
+	})
+	if rcloneCtx.err != nil {
+		t.Fatal(rcloneCtx.err)
 	}
-	return ctx
+	return rcloneCtx.ctx
 }
 
 // vmSpec is a Proxmox-like VM with three disks (one not a multiple of
@@ -250,6 +263,7 @@ func mapsEqualExcept(a, b map[string][32]byte) bool {
 }
 
 func TestPushPullLocal(t *testing.T) {
+	t.Parallel()
 	exercise(t, filepath.Join(t.TempDir(), "remote"))
 }
 
@@ -300,6 +314,7 @@ func BenchmarkPush(b *testing.B) {
 // store different bytes (the option takes effect), and a backup pushed at
 // another level into the same repository shares every chunk.
 func TestCompressionLevels(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	dumps := t.TempDir()
 	p := writeDump(t, dumps, vmSpec(11, 0), "106", "2026_11_20-01_00_00", true)
@@ -359,6 +374,7 @@ func TestCompressionLevels(t *testing.T) {
 // two are close (the file position is what the reader has read, the count
 // what the optimizer has reported).
 func TestPushProgress(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	for _, zst := range []bool{true, false} {
 		dumps := t.TempDir()
@@ -401,6 +417,7 @@ func TestPushProgress(t *testing.T) {
 // length and carry no checksum (the chunk's SHA-256 is checked instead);
 // frames with a checksum, as earlier versions wrote, still read.
 func TestBlobFrames(t *testing.T) {
+	t.Parallel()
 	s := vmatest.Spec{Seed: 5, Disks: []vmatest.Disk{{Name: "d", Size: 1 << 20, Content: vmatest.Text}}}
 	chunk := s.ClusterData(0, 3, nil)[:8000]
 	h := ID(sha256.Sum256(chunk))
@@ -431,6 +448,7 @@ func TestBlobFrames(t *testing.T) {
 // and a pull read all the parts, and the bytes a push reports as
 // uploaded are the bytes written.
 func TestPushWritesIndexInParts(t *testing.T) {
+	// Not parallel: it changes package variables every push reads.
 	oldEvery, oldTrim := indexEvery, pendingTrim
 	indexEvery, pendingTrim = 100, 16
 	t.Cleanup(func() { indexEvery, pendingTrim = oldEvery, oldTrim })

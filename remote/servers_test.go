@@ -50,6 +50,7 @@ func needSSHKeygen(t *testing.T) {
 }
 
 func TestPushPullRcloneSFTP(t *testing.T) {
+	t.Parallel()
 	needSSHKeygen(t)
 	keys := t.TempDir()
 	host := sshKey(t, keys, "host")
@@ -59,6 +60,7 @@ func TestPushPullRcloneSFTP(t *testing.T) {
 }
 
 func TestPushPullRcloneS3(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "bucket"), 0o755); err != nil {
 		t.Fatal(err)
@@ -70,6 +72,7 @@ func TestPushPullRcloneS3(t *testing.T) {
 // TestPushPullOpenSSH runs against Debian's OpenSSH sshd on 127.0.0.1,
 // started with temporary keys (ecosystem reference §2.2).
 func TestPushPullOpenSSH(t *testing.T) {
+	t.Parallel()
 	const sshd = "/usr/sbin/sshd"
 	if _, err := os.Stat(sshd); err != nil {
 		if os.Getenv("CI") != "" {
