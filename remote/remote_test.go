@@ -1,10 +1,12 @@
 package remote
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -65,17 +67,36 @@ func vmSpec(seed, gen uint64) vmatest.Spec {
 // compressed with zstd when zst is set; it returns the path.
 func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst bool) string {
 	t.Helper()
-	b, err := vmatest.Archive(s)
+	name := filepath.Join(dir, "vzdump-qemu-"+vmid+"-"+stamp+".vma")
+	if zst {
+		name += ".zst"
+	}
+	f, err := os.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := filepath.Join(dir, "vzdump-qemu-"+vmid+"-"+stamp+".vma")
+	defer f.Close()
+	// Generated straight into the file (through zstd), not into memory
+	// first.
+	bw := bufio.NewWriterSize(f, 1<<20)
+	var w io.Writer = bw
+	var enc *zstd.Encoder
 	if zst {
-		enc, _ := zstd.NewWriter(nil)
-		b = enc.EncodeAll(b, nil)
-		name += ".zst"
+		enc, _ = zstd.NewWriter(bw)
+		w = enc
 	}
-	if err := os.WriteFile(name, b, 0o644); err != nil {
+	if err := vmatest.Write(w, s); err != nil {
+		t.Fatal(err)
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -85,6 +106,9 @@ func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst
 func optimized(t testing.TB, path string) []byte {
 	t.Helper()
 	var out bytes.Buffer
+	if st, err := os.Stat(path); err == nil {
+		out.Grow(int(st.Size())) // about the size of the output
+	}
 	in, err := input.Open(context.Background(), path, input.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +194,7 @@ func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	whole.Grow(out.Len())
 	if err := r.Restore(ctx, m, &whole, nil); err != nil {
 		t.Fatal(err)
 	}
