@@ -292,8 +292,6 @@ func (e *InputError) Error() string { return e.Name + ": " + e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
 
 // Run compares B with A. Errors reading an input are *InputError.
-// Kept as one function: it decides which columns can be answered, loads both sides and
-// fills the result in the order of the report.
 func Run(a, b Input, opt Options) (*Result, error) {
 	if opt.Params == (chunkplan.Params{}) {
 		opt.Params = chunkplan.DefaultParams()
@@ -316,9 +314,38 @@ func Run(a, b Input, opt Options) (*Result, error) {
 	if opt.Context == nil {
 		opt.Context = context.Background()
 	}
+	w, err := wantsOf(a, b, params)
+	if err != nil {
+		return nil, err
+	}
 
-	// Which columns can be answered: a manifest answers the optimized
-	// columns built with its parameters.
+	var progressBase int64
+	sa, err := load(a, params, w, nil, opt, &progressBase)
+	if err != nil {
+		return nil, &InputError{a.Name, err}
+	}
+	sb, err := load(b, params, w, sa, opt, &progressBase)
+	if err != nil {
+		return nil, &InputError{b.Name, err}
+	}
+	res.A, res.B = sa.side, sb.side
+	if w.floor {
+		res.Floor = &Floor{}
+	}
+	if b.Manifest == nil {
+		res.addDevices(sa, sb, w.floor)
+	}
+	for c := range numColumns {
+		if w.cols[c] {
+			res.addColumn(c, params[c], sb, b.Manifest == nil)
+		}
+	}
+	return res, nil
+}
+
+// wantsOf decides which columns can be answered: a manifest answers the
+// optimized columns built with its parameters.
+func wantsOf(a, b Input, params [numColumns]chunkplan.Params) (wants, error) {
 	var w wants
 	w.floor = a.Manifest == nil && b.Manifest == nil
 	w.sha = !w.floor
@@ -335,86 +362,72 @@ func Run(a, b Input, opt Options) (*Result, error) {
 	if !w.cols[ResticOptimized] && !w.cols[Vmasync] && !w.floor {
 		for _, in := range []Input{a, b} {
 			if in.Manifest != nil {
-				return nil, fmt.Errorf("%s: manifest made with other chunk parameters (min %d, average bits %d, max %d, polynomial %#x): nothing to compare with",
+				return w, fmt.Errorf("%s: manifest made with other chunk parameters (min %d, average bits %d, max %d, polynomial %#x): nothing to compare with",
 					in.Name, in.Manifest.Params.MinSize, in.Manifest.Params.AverageBits, in.Manifest.Params.MaxSize, uint64(in.Manifest.Params.Polynomial))
 			}
 		}
 	}
+	return w, nil
+}
 
-	var progressBase int64
-	sa, err := load(a, params, w, nil, opt, &progressBase)
-	if err != nil {
-		return nil, &InputError{a.Name, err}
+// addDevices lists B's devices after its header, whether A has each and,
+// with floor, each one's floor and their sum.
+func (res *Result) addDevices(sa, sb *scanned, floor bool) {
+	res.Devices = append(res.Devices, DeviceResult{Name: "header", InA: true})
+	for i, d := range sb.header.Devices {
+		dr := DeviceResult{Name: d.Name, Size: d.Size}
+		if sa.header.Devices != nil {
+			dr.InA = slices.ContainsFunc(sa.header.Devices, func(x vma.Device) bool { return x.Name == d.Name })
+		} else {
+			dr.InA = slices.ContainsFunc(sa.side.Devices, func(x Device) bool { return x.Name == d.Name })
+		}
+		if floor {
+			f := sb.floor[i]
+			dr.Floor = &f
+			res.Floor.Clusters += f.Clusters
+			res.Floor.ChangedClusters += f.ChangedClusters
+			res.Floor.ChangedBytes += f.ChangedBytes
+		}
+		res.Devices = append(res.Devices, dr)
 	}
-	sb, err := load(b, params, w, sa, opt, &progressBase)
-	if err != nil {
-		return nil, &InputError{b.Name, err}
-	}
-	res.A, res.B = sa.side, sb.side
+}
 
-	if w.floor {
-		res.Floor = &Floor{}
-	}
-	if b.Manifest == nil {
-		res.Devices = append(res.Devices, DeviceResult{Name: "header", InA: true})
-		for i, d := range sb.header.Devices {
-			dr := DeviceResult{Name: d.Name, Size: d.Size}
-			if sa.header.Devices != nil {
-				dr.InA = slices.ContainsFunc(sa.header.Devices, func(x vma.Device) bool { return x.Name == d.Name })
-			} else {
-				dr.InA = slices.ContainsFunc(sa.side.Devices, func(x Device) bool { return x.Name == d.Name })
-			}
-			if w.floor {
-				f := sb.floor[i]
-				dr.Floor = &f
-				res.Floor.Clusters += f.Clusters
-				res.Floor.ChangedClusters += f.ChangedClusters
-				res.Floor.ChangedBytes += f.ChangedBytes
-			}
-			res.Devices = append(res.Devices, dr)
+// addColumn fills column c from B's tally and, when B was an archive
+// (perDevice), spreads its new bytes over the devices.
+func (res *Result) addColumn(c Column, p chunkplan.Params, sb *scanned, perDevice bool) {
+	var iv []interval
+	if perDevice {
+		iv = sb.optIv
+		if c == ResticOriginal {
+			iv = sb.origIv
 		}
 	}
-
-	for c := range numColumns {
-		if !w.cols[c] {
-			continue
-		}
-		col := &ColumnResult{Params: params[c]}
-		var iv []interval
-		if b.Manifest == nil {
-			iv = sb.optIv
-			if c == ResticOriginal {
-				iv = sb.origIv
-			}
-		}
-		var perDev []uint64
-		if iv != nil {
-			perDev = make([]uint64, len(res.Devices))
-		}
-		var t *ColumnResult
-		var news []span
-		switch {
-		case c == Vmasync:
-			t, news = &sb.vms.col, sb.vms.news
-		case c == ResticOriginal:
-			t, news = &sb.orig.col, sb.orig.news
-		default:
-			t, news = &sb.ropt.col, sb.ropt.news
-		}
-		*col = *t
-		col.Params = params[c]
-		if perDev != nil {
-			for _, sp := range news {
-				attribute(iv, sp.start, sp.start+sp.length, perDev)
-			}
-		}
-		res.Columns[c] = col
-		for i := range perDev {
-			v := perDev[i]
-			res.Devices[i].New[c] = &v
+	var perDev []uint64
+	if iv != nil {
+		perDev = make([]uint64, len(res.Devices))
+	}
+	var t *ColumnResult
+	var news []span
+	switch {
+	case c == Vmasync:
+		t, news = &sb.vms.col, sb.vms.news
+	case c == ResticOriginal:
+		t, news = &sb.orig.col, sb.orig.news
+	default:
+		t, news = &sb.ropt.col, sb.ropt.news
+	}
+	col := *t
+	col.Params = p
+	if perDev != nil {
+		for _, sp := range news {
+			attribute(iv, sp.start, sp.start+sp.length, perDev)
 		}
 	}
-	return res, nil
+	res.Columns[c] = &col
+	for i := range perDev {
+		v := perDev[i]
+		res.Devices[i].New[c] = &v
+	}
 }
 
 // attribute adds the bytes of [s, e) to the devices whose intervals they
