@@ -232,8 +232,7 @@ func openRepo(e *env, cCtx *cli.Context, o opts, s string) (context.Context, *re
 	return ctx, r, nil
 }
 
-// Kept as one function: a quarter of it is flags and help text; the Action picks the
-// backup and the destination, then hands over to pullFiles or pullDisks.
+// pullCommand is "vmasync pull": pullAction, or pullDisks with --disk.
 func pullCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
 		Name:      "pull",
@@ -267,75 +266,86 @@ func pullCommand(e *env) *cli.Command {
 			if len(cCtx.StringSlice("disk")) > 0 {
 				return pullDisks(e, cCtx)
 			}
-			o, args, err := optsArgs(cCtx, 2, 3)
-			if err != nil {
-				return err
-			}
-			comp := cCtx.String("compress")
-			if comp != "" && comp != "zstd" {
-				return usageError("pull", "--compress: unknown algorithm %q (only zstd)", comp)
-			}
-			vmid, sel, _ := strings.Cut(args[1], "@")
-			if _, err := strconv.ParseUint(vmid, 10, 32); err != nil {
-				return usageError("pull", "%q is not a VM id", vmid)
-			}
-			dest := "."
-			if len(args) == 3 {
-				dest = args[2]
-			}
-			if dest == "-" && isTerminal(e.stdout) {
-				return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
-			}
-			out := output.Options{Force: cCtx.Bool("force"), Compress: comp, Sync: true, Stdout: e.stdout}
-			if st, err := os.Stat(dest); dest != "-" && (err != nil || !st.IsDir()) {
-				if err := output.Check(dest, out); err != nil {
-					return fmt.Errorf("pull: %w", err)
-				}
-			}
-			manifest := cCtx.Bool("manifest")
-			if manifest && comp != "" {
-				return usageError("pull", "--manifest and --compress do not go together")
-			}
-			read := readHeader
-			if manifest {
-				read = readWhole
-			}
-			ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, read)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			name := b.Name + ".vma"
-			if comp == "zstd" {
-				name += ".zst"
-			}
-			if manifest {
-				name = b.Name + remote.ManifestExt
-			}
-			toDir := false
-			if dest != "-" {
-				if st, err := os.Stat(dest); err == nil && st.IsDir() {
-					dest, toDir = filepath.Join(dest, name), true
-				}
-			}
-			if manifest {
-				if err := writeOutput(ctx, dest, out, func(w io.Writer) error { _, err := m.WriteTo(w); return err }); err != nil {
-					return fmt.Errorf("pull %s: %w", b.Name, err)
-				}
-				if !o.quiet {
-					fmt.Fprintf(e.stderr, "%s: %s (the manifest: %d chunks of %s)\n", b.Name, displayName(dest), len(m.Chunks), humanBytes(m.ArchiveSize))
-				}
-				return nil
-			}
-			if err := pullFiles(ctx, e, o, r, b, m, dest, toDir, out); err != nil {
-				return err
-			}
-			if !o.quiet {
-				fmt.Fprintf(e.stderr, "%s: %s (%s, SHA-256 checked)\n", b.Name, displayName(dest), humanBytes(m.ArchiveSize))
-			}
-			return nil
+			return pullAction(e, cCtx)
 		},
 	})
+}
+
+// pullAction picks the backup and the destination, then writes the
+// manifest or hands over to pullFiles.
+func pullAction(e *env, cCtx *cli.Context) error {
+	o, args, err := optsArgs(cCtx, 2, 3)
+	if err != nil {
+		return err
+	}
+	comp := cCtx.String("compress")
+	if comp != "" && comp != "zstd" {
+		return usageError("pull", "--compress: unknown algorithm %q (only zstd)", comp)
+	}
+	vmid, sel, _ := strings.Cut(args[1], "@")
+	if _, err := strconv.ParseUint(vmid, 10, 32); err != nil {
+		return usageError("pull", "%q is not a VM id", vmid)
+	}
+	dest := "."
+	if len(args) == 3 {
+		dest = args[2]
+	}
+	if dest == "-" && isTerminal(e.stdout) {
+		return &fileError{"stdout", errors.New("refusing to write an archive to a terminal")}
+	}
+	out := output.Options{Force: cCtx.Bool("force"), Compress: comp, Sync: true, Stdout: e.stdout}
+	if st, err := os.Stat(dest); dest != "-" && (err != nil || !st.IsDir()) {
+		if err := output.Check(dest, out); err != nil {
+			return fmt.Errorf("pull: %w", err)
+		}
+	}
+	manifest := cCtx.Bool("manifest")
+	if manifest && comp != "" {
+		return usageError("pull", "--manifest and --compress do not go together")
+	}
+	read := readHeader
+	if manifest {
+		read = readWhole
+	}
+	ctx, r, b, m, unlock, err := openBackup(e, cCtx, o, args[0], vmid, sel, read)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	name := b.Name + ".vma"
+	if comp == "zstd" {
+		name += ".zst"
+	}
+	if manifest {
+		name = b.Name + remote.ManifestExt
+	}
+	toDir := false
+	if dest != "-" {
+		if st, err := os.Stat(dest); err == nil && st.IsDir() {
+			dest, toDir = filepath.Join(dest, name), true
+		}
+	}
+	if manifest {
+		return pullManifest(ctx, e, o, b, m, dest, out)
+	}
+	if err := pullFiles(ctx, e, o, r, b, m, dest, toDir, out); err != nil {
+		return err
+	}
+	if !o.quiet {
+		fmt.Fprintf(e.stderr, "%s: %s (%s, SHA-256 checked)\n", b.Name, displayName(dest), humanBytes(m.ArchiveSize))
+	}
+	return nil
+}
+
+// pullManifest writes backup b's chunk manifest m to dest.
+func pullManifest(ctx context.Context, e *env, o opts, b remote.Backup, m *chunkplan.Manifest, dest string, out output.Options) error {
+	if err := writeOutput(ctx, dest, out, func(w io.Writer) error { _, err := m.WriteTo(w); return err }); err != nil {
+		return fmt.Errorf("pull %s: %w", b.Name, err)
+	}
+	if !o.quiet {
+		fmt.Fprintf(e.stderr, "%s: %s (the manifest: %d chunks of %s)\n", b.Name, displayName(dest), len(m.Chunks), humanBytes(m.ArchiveSize))
+	}
+	return nil
 }
 
 // pullFiles writes backup b (manifest m, perhaps without its chunks) to dest, and when toDir the
