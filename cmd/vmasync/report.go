@@ -75,7 +75,7 @@ func reportInput(e *env, path string) (report.Input, func(), error) {
 	return in, closeAll, nil
 }
 
-// Kept as one function: a third of it is flags and help text; the Action is flag parsing and printing.
+// reportCommand is "vmasync report" (reportAction).
 func reportCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "report",
@@ -106,59 +106,63 @@ func reportCommand(e *env) *cli.Command {
 			&cli.Float64Flag{Name: "upload-mbps", Usage: "upload speed in `MBPS` (10^6 bit/s) for a time estimate"},
 			&cli.Int64Flag{Name: "window", Value: 32 << 20, Usage: "memory for early clusters of a streamed archive, in `BYTES`"},
 		},
-		Action: func(cCtx *cli.Context) error {
-			o, args, err := optsArgs(cCtx, 2, 2)
-			if err != nil {
-				return err
-			}
-			if args[0] == "-" || args[1] == "-" {
-				return usageError("report", "A and B must be files, not stdin")
-			}
-			ropt := report.Options{Window: cCtx.Int64("window"), Context: e.ctx}
-			if ropt.Window <= 0 {
-				return usageError("report", "--window must be positive")
-			}
-			if s := cCtx.String("polynomial"); s != "" {
-				if ropt.ResticPolynomial, err = parsePolynomial("report", s); err != nil {
-					return err
-				}
-			}
-			price, mbps := cCtx.Float64("price-per-tb"), cCtx.Float64("upload-mbps")
-			if price < 0 || mbps < 0 || (cCtx.IsSet("upload-mbps") && mbps == 0) {
-				return usageError("report", "--price-per-tb must not be negative and --upload-mbps must be positive")
-			}
-			a, closeA, err := reportInput(e, args[0])
-			if err != nil {
-				return err
-			}
-			defer closeA()
-			b, closeB, err := reportInput(e, args[1])
-			if err != nil {
-				return err
-			}
-			defer closeB()
-			p := newProgress(e, o, "report")
-			ropt.Progress = p.update
-			res, err := report.Run(a, b, ropt)
-			p.done()
-			if err != nil {
-				var ie *report.InputError
-				if errors.As(err, &ie) {
-					if e.ctx.Err() != nil {
-						return err // reported as interrupted
-					}
-					return &fileError{ie.Name, errors.New(strings.TrimPrefix(cleanMsg(ie.Err), "chunkplan: "))}
-				}
-				return errors.New(strings.TrimPrefix(cleanMsg(err), "chunkplan: "))
-			}
-			est := estimates{PricePerTB: price, UploadMbps: mbps}
-			if cCtx.Bool("json") {
-				return writeReportJSON(e.stdout, res, est)
-			}
-			writeReportText(e.stdout, res, est)
-			return nil
-		},
+		Action: func(cCtx *cli.Context) error { return reportAction(e, cCtx) },
 	}
+}
+
+// reportAction checks the flags and arguments, compares B with A and
+// prints the result as text or JSON.
+func reportAction(e *env, cCtx *cli.Context) error {
+	o, args, err := optsArgs(cCtx, 2, 2)
+	if err != nil {
+		return err
+	}
+	if args[0] == "-" || args[1] == "-" {
+		return usageError("report", "A and B must be files, not stdin")
+	}
+	ropt := report.Options{Window: cCtx.Int64("window"), Context: e.ctx}
+	if ropt.Window <= 0 {
+		return usageError("report", "--window must be positive")
+	}
+	if s := cCtx.String("polynomial"); s != "" {
+		if ropt.ResticPolynomial, err = parsePolynomial("report", s); err != nil {
+			return err
+		}
+	}
+	price, mbps := cCtx.Float64("price-per-tb"), cCtx.Float64("upload-mbps")
+	if price < 0 || mbps < 0 || (cCtx.IsSet("upload-mbps") && mbps == 0) {
+		return usageError("report", "--price-per-tb must not be negative and --upload-mbps must be positive")
+	}
+	a, closeA, err := reportInput(e, args[0])
+	if err != nil {
+		return err
+	}
+	defer closeA()
+	b, closeB, err := reportInput(e, args[1])
+	if err != nil {
+		return err
+	}
+	defer closeB()
+	p := newProgress(e, o, "report")
+	ropt.Progress = p.update
+	res, err := report.Run(a, b, ropt)
+	p.done()
+	if err != nil {
+		var ie *report.InputError
+		if errors.As(err, &ie) {
+			if e.ctx.Err() != nil {
+				return err // reported as interrupted
+			}
+			return &fileError{ie.Name, errors.New(strings.TrimPrefix(cleanMsg(ie.Err), "chunkplan: "))}
+		}
+		return errors.New(strings.TrimPrefix(cleanMsg(err), "chunkplan: "))
+	}
+	est := estimates{PricePerTB: price, UploadMbps: mbps}
+	if cCtx.Bool("json") {
+		return writeReportJSON(e.stdout, res, est)
+	}
+	writeReportText(e.stdout, res, est)
+	return nil
 }
 
 // estimates are the optional cost and time figures.
@@ -181,7 +185,8 @@ func sideText(s report.Side) string {
 	return fmt.Sprintf("%s (archive %s, optimized %s, %d devices)", s.Name, humanBytes(uint64(s.ArchiveBytes)), humanBytes(uint64(s.OptimizedBytes)), len(s.Devices))
 }
 
-// Kept as one function: the report's text, printed in the order it reads.
+// writeReportText prints the report's text: the inputs and chunk sizes,
+// then a table of one row per device and rows of totals per column.
 func writeReportText(w io.Writer, r *report.Result, est estimates) {
 	fmt.Fprintf(w, "A: %s\nB: %s\n", sideText(r.A), sideText(r.B))
 	pol := "vmasync's polynomial (approximate; --polynomial makes it exact)"
@@ -193,89 +198,82 @@ func writeReportText(w io.Writer, r *report.Result, est estimates) {
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "device\tsize\tchanged clusters\tfloor\trestic original\trestic optimized\tvmasync\t")
-	na := "n/a"
 	for _, d := range r.Devices {
-		size, changed, floor := "", na, na
-		if d.Name != "header" {
-			size = humanBytes(d.Size)
-		} else {
-			changed, floor = "", ""
-		}
-		if d.Floor != nil {
-			changed = fmt.Sprintf("%d of %d", d.Floor.ChangedClusters, d.Floor.Clusters)
-			floor = humanBytes(d.Floor.ChangedBytes)
-		}
-		name := d.Name
-		if !d.InA {
-			name += " (new)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", name, size, changed, floor)
-		for c := range r.Columns {
-			v := na
-			if d.New[c] != nil {
-				v = humanBytes(*d.New[c])
-			}
-			fmt.Fprintf(tw, "%s\t", v)
-		}
-		fmt.Fprintln(tw)
+		writeDeviceRow(tw, d)
 	}
 	changed, floor := na, na
 	if r.Floor != nil {
 		changed = fmt.Sprintf("%d of %d", r.Floor.ChangedClusters, r.Floor.Clusters)
 		floor = humanBytes(r.Floor.ChangedBytes)
 	}
-	fmt.Fprintf(tw, "total\t\t%s\t%s\t", changed, floor)
-	for _, c := range r.Columns {
-		v := na
-		if c != nil {
-			v = humanBytes(c.NewBytes)
-		}
-		fmt.Fprintf(tw, "%s\t", v)
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "new / size of B\t\t\t\t")
-	for _, c := range r.Columns {
-		v := na
-		if c != nil {
-			v = fmt.Sprintf("%.1f %%", 100*ratio(c.NewBytes, c.TotalBytes))
-		}
-		fmt.Fprintf(tw, "%s\t", v)
-	}
-	fmt.Fprintln(tw)
+	cols := r.Columns[:]
+	writeColumnRow(tw, fmt.Sprintf("total\t\t%s\t%s\t", changed, floor), cols, func(c *report.ColumnResult) string {
+		return humanBytes(c.NewBytes)
+	})
+	writeColumnRow(tw, "new / size of B\t\t\t\t", cols, func(c *report.ColumnResult) string {
+		return fmt.Sprintf("%.1f %%", 100*ratio(c.NewBytes, c.TotalBytes))
+	})
 	if r.Floor != nil && r.Floor.ChangedBytes > 0 {
-		fmt.Fprintf(tw, "new / floor\t\t\t\t")
-		for _, c := range r.Columns {
-			v := na
-			if c != nil {
-				v = fmt.Sprintf("%.2f×", ratio(c.NewBytes, r.Floor.ChangedBytes))
-			}
-			fmt.Fprintf(tw, "%s\t", v)
-		}
-		fmt.Fprintln(tw)
+		writeColumnRow(tw, "new / floor\t\t\t\t", cols, func(c *report.ColumnResult) string {
+			return fmt.Sprintf("%.2f×", ratio(c.NewBytes, r.Floor.ChangedBytes))
+		})
 	}
 	if est.UploadMbps > 0 {
-		fmt.Fprintf(tw, "upload at %g Mbit/s\t\t\t\t", est.UploadMbps)
-		for _, c := range r.Columns {
-			v := na
-			if c != nil {
-				v = duration(uploadSeconds(c.NewBytes, est.UploadMbps))
-			}
-			fmt.Fprintf(tw, "%s\t", v)
-		}
-		fmt.Fprintln(tw)
+		writeColumnRow(tw, fmt.Sprintf("upload at %g Mbit/s\t\t\t\t", est.UploadMbps), cols, func(c *report.ColumnResult) string {
+			return duration(uploadSeconds(c.NewBytes, est.UploadMbps))
+		})
 	}
 	if est.PricePerTB > 0 {
-		fmt.Fprintf(tw, "cost at %g per TB\t\t\t\t", est.PricePerTB)
-		for _, c := range r.Columns {
-			v := na
-			if c != nil {
-				v = fmt.Sprintf("%.4f", cost(c.NewBytes, est.PricePerTB))
-			}
-			fmt.Fprintf(tw, "%s\t", v)
-		}
-		fmt.Fprintln(tw)
+		writeColumnRow(tw, fmt.Sprintf("cost at %g per TB\t\t\t\t", est.PricePerTB), cols, func(c *report.ColumnResult) string {
+			return fmt.Sprintf("%.4f", cost(c.NewBytes, est.PricePerTB))
+		})
 	}
 	tw.Flush()
+}
+
+// na is what the report prints for a figure the inputs cannot answer.
+const na = "n/a"
+
+// writeDeviceRow prints a device's row: its size, changed clusters and
+// floor, and its new bytes in each column.
+func writeDeviceRow(tw io.Writer, d report.DeviceResult) {
+	size, changed, floor := "", na, na
+	if d.Name != "header" {
+		size = humanBytes(d.Size)
+	} else {
+		changed, floor = "", ""
+	}
+	if d.Floor != nil {
+		changed = fmt.Sprintf("%d of %d", d.Floor.ChangedClusters, d.Floor.Clusters)
+		floor = humanBytes(d.Floor.ChangedBytes)
+	}
+	name := d.Name
+	if !d.InA {
+		name += " (new)"
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", name, size, changed, floor)
+	for _, n := range d.New {
+		v := na
+		if n != nil {
+			v = humanBytes(*n)
+		}
+		fmt.Fprintf(tw, "%s\t", v)
+	}
+	fmt.Fprintln(tw)
+}
+
+// writeColumnRow prints lead, then one cell per column (n/a where the
+// column is not answered).
+func writeColumnRow(tw io.Writer, lead string, cols []*report.ColumnResult, cell func(*report.ColumnResult) string) {
+	fmt.Fprint(tw, lead)
+	for _, c := range cols {
+		v := na
+		if c != nil {
+			v = cell(c)
+		}
+		fmt.Fprintf(tw, "%s\t", v)
+	}
+	fmt.Fprintln(tw)
 }
 
 func ratio(a, b uint64) float64 {
