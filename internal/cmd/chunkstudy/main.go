@@ -78,7 +78,6 @@ func main() {
 	}
 }
 
-// Kept as one function: a measuring script, its steps in the order it prints them.
 func run() error {
 	var (
 		sizeFlag = flag.String("size", "1G", "data disk size (K/M/G suffix)")
@@ -87,44 +86,22 @@ func run() error {
 		seed     = flag.Uint64("seed", 42, "vmatest seed")
 	)
 	flag.Parse()
-	mult := uint64(1)
-	s := *sizeFlag
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1<<20, s[:len(s)-1]
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1<<30, s[:len(s)-1]
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
+	diskSize, err := parseSize(*sizeFlag)
 	if err != nil {
-		return fmt.Errorf("bad -size: %v", err)
+		return err
 	}
-	var psets []paramSet
-	for _, x := range strings.Split(*sets, ",") {
-		p, err := parseSet(x)
-		if err != nil {
-			return err
-		}
-		if err := p.params().Validate(); err != nil {
-			return err
-		}
-		psets = append(psets, p)
+	psets, err := parseSets(*sets)
+	if err != nil {
+		return err
 	}
-	var fracs []float64
-	for _, x := range strings.Split(*changes, ",") {
-		f, err := strconv.ParseFloat(x, 64)
-		if err != nil {
-			return fmt.Errorf("bad -change: %v", err)
-		}
-		fracs = append(fracs, f)
+	fracs, err := parseFractions(*changes)
+	if err != nil {
+		return err
 	}
-
 	spec := func(gen uint64, frac float64) vmatest.Spec {
 		return vmatest.Spec{
 			Disks: []vmatest.Disk{
-				{Name: "drive-scsi0", Size: n * mult, Content: vmatest.Mixed},
+				{Name: "drive-scsi0", Size: diskSize, Content: vmatest.Mixed},
 				{Name: "drive-efidisk0", Size: 540672, Content: vmatest.Mixed},
 				{Name: "drive-tpmstate0-backup", Size: 4 << 20, Content: vmatest.Mixed},
 			},
@@ -149,32 +126,88 @@ func run() error {
 	fmt.Println("| changed clusters | min / average bits / max | mean chunk KiB | day-2 new MiB | floor MiB | new / floor | chunks per GiB | manifest bytes per GiB |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, frac := range fracs {
-		sB := spec(1, frac)
-		day2, err := optimized(sB)
+		if err := printDay2(frac, spec(0, frac), spec(1, frac), psets, mA); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseSize reads -size: bytes with an optional K, M or G suffix.
+func parseSize(s string) (uint64, error) {
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad -size: %v", err)
+	}
+	return n * mult, nil
+}
+
+// parseSets reads -params: valid parameter sets, comma-separated.
+func parseSets(s string) ([]paramSet, error) {
+	var psets []paramSet
+	for _, x := range strings.Split(s, ",") {
+		p, err := parseSet(x)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.params().Validate(); err != nil {
+			return nil, err
+		}
+		psets = append(psets, p)
+	}
+	return psets, nil
+}
+
+// parseFractions reads -change: fractions, comma-separated.
+func parseFractions(s string) ([]float64, error) {
+	var fracs []float64
+	for _, x := range strings.Split(s, ",") {
+		f, err := strconv.ParseFloat(x, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad -change: %v", err)
+		}
+		fracs = append(fracs, f)
+	}
+	return fracs, nil
+}
+
+// printDay2 prints the rows of one change fraction: day 2 (spec day2,
+// day 1 being day1) chunked with every parameter set and compared with
+// day 1's manifests mA.
+func printDay2(frac float64, day1, day2 vmatest.Spec, psets []paramSet, mA []*chunkplan.Manifest) error {
+	arch, err := optimized(day2)
+	if err != nil {
+		return err
+	}
+	floor := floorBytes(day1, day2)
+	cmps := make([]chunkplan.Comparison, len(psets))
+	if err := forEach(len(psets), func(i int) error {
+		mB, err := chunkplan.Build(bytes.NewReader(arch), psets[i].params())
 		if err != nil {
 			return err
 		}
-		floor := floorBytes(spec(0, frac), sB)
-		cmps := make([]chunkplan.Comparison, len(psets))
-		if err := forEach(len(psets), func(i int) error {
-			mB, err := chunkplan.Build(bytes.NewReader(day2), psets[i].params())
-			if err != nil {
-				return err
-			}
-			cmps[i] = chunkplan.Compare(mA[i], mB)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for i, p := range psets {
-			c := cmps[i]
-			gib := float64(c.TotalBytes) / (1 << 30)
-			perGiB := float64(c.TotalChunks) / gib
-			fmt.Printf("| %g %% | %s | %.1f | %.2f | %.2f | %.2f× | %.0f | %.0f |\n",
-				100*frac, p, float64(c.TotalBytes)/float64(c.TotalChunks)/1024,
-				float64(c.NewBytes)/(1<<20), float64(floor)/(1<<20),
-				float64(c.NewBytes)/float64(floor), perGiB, perGiB*36)
-		}
+		cmps[i] = chunkplan.Compare(mA[i], mB)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i, p := range psets {
+		c := cmps[i]
+		gib := float64(c.TotalBytes) / (1 << 30)
+		perGiB := float64(c.TotalChunks) / gib
+		fmt.Printf("| %g %% | %s | %.1f | %.2f | %.2f | %.2f× | %.0f | %.0f |\n",
+			100*frac, p, float64(c.TotalBytes)/float64(c.TotalChunks)/1024,
+			float64(c.NewBytes)/(1<<20), float64(floor)/(1<<20),
+			float64(c.NewBytes)/float64(floor), perGiB, perGiB*36)
 	}
 	return nil
 }
