@@ -36,10 +36,10 @@ const memoryLimit = 384 << 20
 // cachedMemoryLimit is the soft limit of remote commands whose index is
 // in the local cache (configureRepo): their memory does not grow with the
 // repository, and the target is a peak RSS of 256 MiB, of which the
-// binary's own pages take 60-70 MiB. A push keeps about 110 MiB live (its
-// pack buffers, the reorder window, the entries it added), so the
-// collector has room to work without running constantly.
-const cachedMemoryLimit = 144 << 20
+// binary's own pages take 60-70 MiB. A push keeps 120-140 MiB live (two
+// or three pack buffers, the 32 MiB reorder window, the entries it added),
+// which leaves the collector room to work without running constantly.
+const cachedMemoryLimit = 160 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
