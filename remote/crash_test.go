@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vmasync/vmasync/chunkplan"
@@ -286,8 +287,23 @@ func TestCrashPoints(t *testing.T) {
 		return func(s string) { mu.Lock(); set[s] = true; mu.Unlock() }
 	}
 	modes := []backend.FaultMode{backend.CrashBefore, backend.CrashAfter, backend.CrashTorn, backend.FailCall}
-	points, failures := 0, 0
-	for _, ph := range w.phases() {
+	// The crash points of a phase are independent (each starts from a
+	// clone of the phase's start state), so two workers run them, each as
+	// the processes of one host: with an index cache of its own, which
+	// survives their crashes and holds what they left.
+	workers := make([]*crashWorld, 2)
+	for i := range workers {
+		ww := *w
+		ww.cacheDir = t.TempDir()
+		workers[i] = &ww
+	}
+	type crashPoint struct {
+		n    int
+		mode backend.FaultMode
+	}
+	points := 0
+	var failures atomic.Int64
+	for pi, ph := range w.phases() {
 		// Count the phase's writes.
 		count := backend.NewFault(state.Clone(), 0, backend.FailCall)
 		if err := ph.run(ctx, count, func(string) {}); err != nil {
@@ -297,21 +313,37 @@ func TestCrashPoints(t *testing.T) {
 		if ph.name == "overlapping pushes" {
 			writes += 4 // the other push races it: its points move
 		}
+		log := count.Log()
+		var todo []crashPoint
 		for n := 1; n <= writes; n++ {
 			for _, mode := range modes {
-				if mode == backend.CrashTorn && n <= len(count.Log()) && count.Log()[n-1] == "save "+ConfigName {
+				if mode == backend.CrashTorn && n <= len(log) && log[n-1] == "save "+ConfigName {
 					// The config is written once, at init, and only with an
 					// atomic save (every backend's); a torn config is not
 					// something vmasync claims to survive.
 					continue
 				}
-				points++
-				if err := w.crashAt(ctx, ph, state, n, mode, complete, add); err != nil {
-					failures++
-					t.Errorf("%s, write %d, %s: %v", ph.name, n, mode, err)
-				}
+				todo = append(todo, crashPoint{n, mode})
 			}
 		}
+		points += len(todo)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for _, ww := range workers {
+			wph := ww.phases()[pi]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(todo); i = int(next.Add(1) - 1) {
+					p := todo[i]
+					if err := ww.crashAt(ctx, wph, state, p.n, p.mode, complete, add); err != nil {
+						failures.Add(1)
+						t.Errorf("%s, write %d, %s: %v", ph.name, p.n, p.mode, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
 		t.Logf("%s: %d write points × %d modes", ph.name, writes, len(modes))
 		// The phase as it runs without faults, for the next phase.
 		if err := ph.run(ctx, state, add(complete)); err != nil {
@@ -321,7 +353,7 @@ func TestCrashPoints(t *testing.T) {
 			complete = pruned(complete)
 		}
 	}
-	t.Logf("crash points run: %d, failures: %d", points, failures)
+	t.Logf("crash points run: %d, failures: %d", points, failures.Load())
 }
 
 // crashAt runs phase ph from state with a fault at write n, then the
