@@ -81,15 +81,9 @@ func killNights(t *testing.T) nights {
 				{Name: "drive-scsi0", Size: 6 << 20, Content: vmatest.Mixed},
 				{Name: "drive-scsi1", Size: 1 << 20, Content: vmatest.Random},
 			}, Order: vmatest.ProxmoxLike, Seed: uint64(30 + vm), Generation: uint64(night), ChangeFraction: 0.05}
-			b, err := vmatest.Archive(s)
-			if err != nil {
-				t.Fatal(err)
-			}
 			stem := fmt.Sprintf("vzdump-qemu-%d-2026_11_%02d-01_00_00", 130+vm, 20+night)
 			p := filepath.Join(dir, stem+".vma")
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeArchive(t, p, s)
 			if night == 2 {
 				n.want[stem] = exe(t, nil, "optimize", p, "-").stdout
 			}

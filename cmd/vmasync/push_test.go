@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,28 +22,81 @@ import (
 // its vzdump name and returns the path.
 func nightly(t *testing.T, dir, vmid string, gen uint64, stamp string, zst bool) string {
 	t.Helper()
-	s := vmatest.Spec{
-		Disks: []vmatest.Disk{
-			{Name: "drive-scsi0", Size: 12 << 20, Content: vmatest.Mixed},
-			{Name: "drive-efidisk0", Size: 540672, Content: vmatest.Random},
-			{Name: "drive-tpmstate0", Size: 4 << 20, Content: vmatest.Sparse},
-		},
-		Order: vmatest.ProxmoxLike, Seed: 21, Generation: gen, ChangeFraction: 0.01,
-	}
-	b, err := vmatest.Archive(s)
+	b, err := nightlyArchive(gen, zst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "vzdump-qemu-"+vmid+"-"+stamp+".vma")
 	if zst {
-		enc, _ := zstd.NewWriter(nil)
-		b = enc.EncodeAll(b, nil)
 		p += ".zst"
 	}
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// writeArchive writes the archive of s to path, generated straight into
+// the file rather than into memory first.
+func writeArchive(t *testing.T, path string, s vmatest.Spec) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err := vmatest.Write(w, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nightlyArchives are nightly's dumps by generation and compression. The
+// VM is the same whatever the VM id and time stamp, so each dump is
+// generated (and compressed) once per test run however many tests write
+// it; the bytes are only read.
+var nightlyArchives struct {
+	sync.Mutex
+	m map[[2]uint64]func() ([]byte, error)
+}
+
+func nightlyArchive(gen uint64, zst bool) ([]byte, error) {
+	key := [2]uint64{gen, 0}
+	if zst {
+		key[1] = 1
+	}
+	nightlyArchives.Lock()
+	if nightlyArchives.m == nil {
+		nightlyArchives.m = map[[2]uint64]func() ([]byte, error){}
+	}
+	f, ok := nightlyArchives.m[key]
+	if !ok {
+		f = sync.OnceValues(func() ([]byte, error) {
+			s := vmatest.Spec{
+				Disks: []vmatest.Disk{
+					{Name: "drive-scsi0", Size: 12 << 20, Content: vmatest.Mixed},
+					{Name: "drive-efidisk0", Size: 540672, Content: vmatest.Random},
+					{Name: "drive-tpmstate0", Size: 4 << 20, Content: vmatest.Sparse},
+				},
+				Order: vmatest.ProxmoxLike, Seed: 21, Generation: gen, ChangeFraction: 0.01,
+			}
+			b, err := vmatest.Archive(s)
+			if err != nil || !zst {
+				return b, err
+			}
+			enc, _ := zstd.NewWriter(nil)
+			return enc.EncodeAll(b, nil), nil
+		})
+		nightlyArchives.m[key] = f
+	}
+	nightlyArchives.Unlock()
+	return f()
 }
 
 type pushOut struct {
@@ -206,12 +261,8 @@ func TestPushKilled(t *testing.T) {
 	dumps := t.TempDir()
 	rem := filepath.Join(t.TempDir(), "remote")
 	s := vmatest.Spec{Disks: []vmatest.Disk{{Name: "drive-scsi0", Size: 48 << 20, Content: vmatest.Random}}, Order: vmatest.ProxmoxLike, Seed: 9}
-	b, err := vmatest.Archive(s)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dump := filepath.Join(dumps, "vzdump-qemu-120-2026_11_20-01_00_00.vma")
-	os.WriteFile(dump, b, 0o644)
+	writeArchive(t, dump, s)
 
 	cmd := exec.Command(bin, "push", "--transfers", "1", "--bwlimit", "8M", dumps, rem)
 	if err := cmd.Start(); err != nil {

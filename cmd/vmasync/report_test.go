@@ -34,13 +34,7 @@ func reportPair(t *testing.T, dir string, size uint64) (a, b string, specB vmate
 	for i, p := range []string{a, b} {
 		s := spec
 		s.Generation = uint64(i)
-		data, err := vmatest.Archive(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeArchive(t, p, s)
 		specB = s
 	}
 	return a, b, specB
