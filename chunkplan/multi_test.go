@@ -46,6 +46,7 @@ func multiInput(seed uint64, n int) []byte {
 // TestSplitMultiMatchesSplit checks SplitMulti's cut points against Split
 // (restic/chunker) for several parameter sets at once.
 func TestSplitMultiMatchesSplit(t *testing.T) {
+	t.Parallel()
 	pol := DefaultPolynomial
 	sets := [][]Params{
 		{ResticParams(pol), DefaultParams()},
@@ -56,8 +57,9 @@ func TestSplitMultiMatchesSplit(t *testing.T) {
 	}
 	for si, ps := range sets {
 		for _, size := range []int{0, 1, 63, 5000, 20 << 20} {
-			in := multiInput(uint64(si*100+size), size)
 			t.Run(fmt.Sprintf("set%d/%d", si, size), func(t *testing.T) {
+				t.Parallel()
+				in := multiInput(uint64(si*100+size), size)
 				want := make([][]uint32, len(ps))
 				for k, p := range ps {
 					if err := Split(bytes.NewReader(in), p, func(d []byte) error {
