@@ -128,6 +128,7 @@ func checkRoundTrip(t *testing.T, comp, want []byte) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	lzopPath(t)
 	semi := genData(1<<20+12345, 1) // several 256 KiB blocks, last one partial
 	random := randomData(600<<10, 2)
@@ -184,6 +185,7 @@ func TestRoundTrip(t *testing.T) {
 // TestNamedFile covers headers written for a named file (name, mode, mtime
 // set, no F_STDIN), both to stdout and to a .lzo file.
 func TestNamedFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	data := genData(700<<10, 3)
 	name := "vzdump-qemu-100-2024_01_01-00_00_00.vma"
@@ -360,6 +362,7 @@ func realBlocks(t *testing.T, data []byte) []rawBlock {
 }
 
 func TestSyntheticStreams(t *testing.T) {
+	t.Parallel()
 	data := genData(600<<10, 4)
 	blocks := realBlocks(t, data) // 256K, 256K, 88K compressed blocks
 	if len(blocks) != 3 || blocks[0].stored() {
@@ -508,6 +511,7 @@ func checkErr(t *testing.T, err, target error, substr string) {
 }
 
 func TestBadBlocks(t *testing.T) {
+	t.Parallel()
 	o := defaultHdr()
 	hdr := buildHeader(o)
 	data := genData(100<<10, 5)
@@ -565,6 +569,8 @@ func TestBadBlocks(t *testing.T) {
 // TestHostileSizesDoNotAllocate checks that headers claiming huge blocks do
 // not make the reader allocate memory for data that is not there.
 func TestHostileSizesDoNotAllocate(t *testing.T) {
+	// Not parallel: it measures the allocations of the whole process, as
+	// TestSteadyStateAllocs does.
 	hdr := buildHeader(defaultHdr())
 	for _, c := range [][]byte{
 		append(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(bytes.Clone(hdr), MaxBlockSize), MaxBlockSize), make([]byte, 100)...),
@@ -612,6 +618,7 @@ func expectFailure(t *testing.T, c, want []byte, what string) error {
 }
 
 func TestCorruptHeader(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{nil, {"--crc32"}} {
 		comp, data := corruptionFixture(t, args...)
 		hdrLen, _, _ := splitLzop(t, comp)
@@ -626,6 +633,7 @@ func TestCorruptHeader(t *testing.T) {
 }
 
 func TestCorruptBlocks(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{nil, {"--crc32"}, {"-9"}} {
 		comp, data := corruptionFixture(t, args...)
 		hdrLen, _, blocks := splitLzop(t, comp)
@@ -670,6 +678,7 @@ func TestCorruptBlocks(t *testing.T) {
 }
 
 func TestTruncated(t *testing.T) {
+	t.Parallel()
 	comp, data := corruptionFixture(t)
 	hdrLen, _, blocks := splitLzop(t, comp)
 	var cuts []int
@@ -695,6 +704,7 @@ func TestTruncated(t *testing.T) {
 }
 
 func TestNotLzop(t *testing.T) {
+	t.Parallel()
 	for _, in := range [][]byte{
 		[]byte("VMA\x00\x00\x00\x00\x01"),
 		[]byte("\x89LZO\x00\r\n\x1a\x0b more bytes"),
@@ -712,6 +722,7 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestReadErrorPropagates(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	comp := compress(t, []byte("hello hello hello"))
 	_, err := NewReader(io.MultiReader(bytes.NewReader(comp[:20]), errReader{boom}))
