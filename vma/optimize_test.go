@@ -67,6 +67,7 @@ func shuffledArchive(t *testing.T, dir string, seed uint64) []byte {
 }
 
 func TestOptimizeDeterministic(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	writeImages(t, src, map[string]int{"drive-scsi0": 5<<20 + 100, "drive-efidisk0": 540672, "drive-tpmstate0-backup": 4 << 20})
 	var want []byte
@@ -107,6 +108,7 @@ func TestOptimizeDeterministic(t *testing.T) {
 // pass and the copy: an error naming the byte offset, not a short or
 // wrong output.
 func TestOptimizeInputTruncatedMidway(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	writeImages(t, src, map[string]int{"drive-scsi0": 40 << 20})
 	arch := shuffledArchive(t, src, 5)

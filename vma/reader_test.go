@@ -187,6 +187,7 @@ func forEachShape(t *testing.T, f func(t *testing.T, s vmatest.Spec)) {
 
 // TestReadShapes reads every standard shape in every order.
 func TestReadShapes(t *testing.T) {
+	t.Parallel()
 	forEachShape(t, func(t *testing.T, s vmatest.Spec) {
 		checkArchive(t, s, genArchive(t, s), true)
 	})
@@ -196,6 +197,7 @@ func TestReadShapes(t *testing.T) {
 // stored order the output must be byte-identical (the two encoders agree);
 // shuffled it must read back to the same images.
 func TestWriterRoundTrip(t *testing.T) {
+	t.Parallel()
 	forEachShape(t, func(t *testing.T, s vmatest.Spec) {
 		data := genArchive(t, s)
 		h, cs := readAll(t, data)
@@ -246,6 +248,7 @@ func TestWriterRoundTrip(t *testing.T) {
 // TestEncodersAgree: vma.Writer fed with ClusterData in vmatest's stored
 // order writes the very bytes vmatest's own encoder writes.
 func TestEncodersAgree(t *testing.T) {
+	t.Parallel()
 	forEachShape(t, func(t *testing.T, s vmatest.Spec) {
 		want := genArchive(t, s)
 		h := s.Header()
