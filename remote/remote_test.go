@@ -120,6 +120,22 @@ func optimized(t testing.TB, path string) []byte {
 	return out.Bytes()
 }
 
+// optimizedSum is the SHA-256 of optimized's output, computed as it
+// streams (for dumps too large to hold).
+func optimizedSum(t testing.TB, path string) [32]byte {
+	t.Helper()
+	in, err := input.Open(context.Background(), path, input.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	h := sha256.New()
+	if _, err := vma.Optimize(context.Background(), h, in.Source(), vma.OptimizeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
 func mustDump(t testing.TB, path string) Dump {
 	d, ok := vzdump.ParseName(filepath.Base(path))
 	if !ok {
@@ -202,6 +218,39 @@ func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel strin
 		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
 	}
 	return out.Bytes()
+}
+
+// pullSum is pullBytes for backups too large to hold: the SHA-256 of the
+// restored archive, the same through the whole manifest.
+func pullSum(t testing.TB, ctx context.Context, r *Repository, vmid, sel string) [32]byte {
+	t.Helper()
+	if _, err := r.LoadIndex(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	backups, err := r.Backups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Select(backups, vmid, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, whole := sha256.New(), sha256.New()
+	if err := r.RestoreBackup(ctx, b, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Manifest(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(ctx, m, whole, nil); err != nil {
+		t.Fatal(err)
+	}
+	sum := [32]byte(out.Sum(nil))
+	if sum != [32]byte(whole.Sum(nil)) {
+		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
+	}
+	return sum
 }
 
 // exercise runs day 1 → day 2 → pull on the remote string rs.
