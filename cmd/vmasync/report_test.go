@@ -172,16 +172,26 @@ func TestReportFloorAndManifest(t *testing.T) {
 	}
 }
 
-// restic runs restic with the repository in dir.
+// resticCmd runs restic with the repository in dir.
 func resticCmd(ctx context.Context, t *testing.T, dir, repo string, stdin string, args ...string) []byte {
 	t.Helper()
+	out, err := resticRun(ctx, dir, repo, stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// resticRun is resticCmd for other goroutines than the test's: it
+// returns the failure.
+func resticRun(ctx context.Context, dir, repo string, stdin string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "restic", args...)
 	cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD=report-test",
 		"RESTIC_FROM_PASSWORD=report-test", "RESTIC_CACHE_DIR="+filepath.Join(dir, "cache"))
 	if stdin != "" {
 		f, err := os.Open(stdin)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		defer f.Close()
 		cmd.Stdin = f
@@ -190,14 +200,17 @@ func resticCmd(ctx context.Context, t *testing.T, dir, repo string, stdin string
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("restic %v: %v\n%s", args, err, stderr.Bytes())
+		return nil, fmt.Errorf("restic %v: %v\n%s", args, err, stderr.Bytes())
 	}
-	return out
+	return out, nil
 }
 
-func resticAdded(ctx context.Context, t *testing.T, dir, repo, file string) uint64 {
-	t.Helper()
-	out := resticCmd(ctx, t, dir, repo, file, "backup", "--compression", "off", "--stdin", "--stdin-filename", "vzdump-qemu-105.vma", "--json")
+// resticAdded backs file up and returns restic's data_added.
+func resticAdded(ctx context.Context, dir, repo, file string) (uint64, error) {
+	out, err := resticRun(ctx, dir, repo, file, "backup", "--compression", "off", "--stdin", "--stdin-filename", "vzdump-qemu-105.vma", "--json")
+	if err != nil {
+		return 0, err
+	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		var line struct {
@@ -205,11 +218,10 @@ func resticAdded(ctx context.Context, t *testing.T, dir, repo, file string) uint
 			DataAdded   *uint64 `json:"data_added"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.MessageType == "summary" && line.DataAdded != nil {
-			return *line.DataAdded
+			return *line.DataAdded, nil
 		}
 	}
-	t.Fatalf("no summary in restic output:\n%s", out)
-	return 0
+	return 0, fmt.Errorf("no summary in restic output:\n%s", out)
 }
 
 // TestReportPredictsRestic backs up A then B with real restic 0.14
@@ -261,7 +273,26 @@ func resticAgainstReport(ctx context.Context, t *testing.T, dir, tag, a, b strin
 	t.Helper()
 	repoOrig, repoOpt := filepath.Join(dir, "repo-orig"+tag), filepath.Join(dir, "repo-opt"+tag)
 	resticCmd(ctx, t, dir, repoOrig, "", "init", "--repository-version", "2")
-	resticCmd(ctx, t, dir, repoOpt, "", "init", "--repository-version", "2", "--from-repo", repoOrig, "--copy-chunker-params")
+	// Once the first repository exists, the second's init and backups
+	// (a.opt then b.opt) go on beside the first's (a then b): restic
+	// mostly waits, on its key derivation and its files.
+	var out2 []byte
+	var optErr error
+	opt := make(chan struct{})
+	go func() {
+		defer close(opt)
+		if _, optErr = resticRun(ctx, dir, repoOpt, "", "init", "--repository-version", "2", "--from-repo", repoOrig, "--copy-chunker-params"); optErr != nil {
+			return
+		}
+		if out2, optErr = resticRun(ctx, dir, repoOpt, "", "cat", "config"); optErr != nil {
+			return
+		}
+		if _, optErr = resticAdded(ctx, dir, repoOpt, a+".opt"); optErr != nil {
+			return
+		}
+		gotOpt, optErr = resticAdded(ctx, dir, repoOpt, b+".opt")
+	}()
+	defer func() { <-opt }() // also when the test stops early: restic writes into dir
 	out := resticCmd(ctx, t, dir, repoOrig, "", "cat", "config")
 	var raw map[string]any
 	if err := json.Unmarshal(out, &raw); err != nil {
@@ -271,16 +302,21 @@ func resticAgainstReport(ctx context.Context, t *testing.T, dir, tag, a, b strin
 	if !ok || polHex == "" {
 		t.Fatalf("no chunker_polynomial in %s", out)
 	}
-	out2 := resticCmd(ctx, t, dir, repoOpt, "", "cat", "config")
+	r := runReport(t, "--polynomial", polHex, a, b)
+	if _, err := resticAdded(ctx, dir, repoOrig, a); err != nil {
+		t.Fatal(err)
+	}
+	gotOrig, err := resticAdded(ctx, dir, repoOrig, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-opt
+	if optErr != nil {
+		t.Fatal(optErr)
+	}
 	if !strings.Contains(string(out2), polHex) {
 		t.Fatalf("second repository has another polynomial:\n%s\n%s", out, out2)
 	}
-
-	r := runReport(t, "--polynomial", polHex, a, b)
-	resticAdded(ctx, t, dir, repoOrig, a)
-	gotOrig = resticAdded(ctx, t, dir, repoOrig, b)
-	resticAdded(ctx, t, dir, repoOpt, a+".opt")
-	gotOpt = resticAdded(ctx, t, dir, repoOpt, b+".opt")
 	for _, c := range []struct {
 		col string
 		got uint64
