@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,12 +30,20 @@ import (
 func TestKillAnywhere(t *testing.T) {
 	t.Parallel()
 	n := killNights(t) // both runs push the same dumps
-	t.Run("local", func(t *testing.T) {
-		t.Parallel()
+	// The two runs go on at the same time in this test's parallel slot
+	// (subtests run from goroutines, not as parallel subtests, which
+	// would each wait for a slot of their own): they mostly wait, for the
+	// kill moments, the processes and the SFTP server.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	run := func(name string, f func(t *testing.T)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.Run(name, f) }()
+	}
+	run("local", func(t *testing.T) {
 		killAnywhere(t, n, filepath.Join(t.TempDir(), "remote"), "")
 	})
-	t.Run("sftp", func(t *testing.T) {
-		t.Parallel()
+	run("sftp", func(t *testing.T) {
 		// rclone's SFTP server in this process; the killed binary talks to
 		// it over 127.0.0.1, so a kill cuts an upload off mid-transfer.
 		if _, err := exec.LookPath("ssh-keygen"); err != nil {
