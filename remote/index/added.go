@@ -11,15 +11,21 @@ type added struct {
 	recs  []rec
 	slots []uint32 // position+1 of a record, 0 for an empty slot
 	mask  uint64
+	n     int // capacity the set is made for
 }
 
-// newAdded returns a set for up to n records.
-func newAdded(n int) *added {
+// newAdded returns a set for up to n records; its memory is allocated
+// by the first put, so that commands that add nothing (pull, check) do
+// not pay for it.
+func newAdded(n int) *added { return &added{n: n} }
+
+// alloc makes the records and the table for a.n records.
+func (a *added) alloc() {
 	size := 16
-	for size < 2*n {
+	for size < 2*a.n {
 		size *= 2
 	}
-	return &added{recs: make([]rec, 0, n), slots: make([]uint32, size), mask: uint64(size - 1)}
+	a.recs, a.slots, a.mask = make([]rec, 0, a.n), make([]uint32, size), uint64(size-1)
 }
 
 func (a *added) len() int { return len(a.recs) }
@@ -38,6 +44,9 @@ func (a *added) slot(h *ID) uint64 {
 }
 
 func (a *added) get(h *ID) (packedLoc, bool) {
+	if a.slots == nil {
+		return packedLoc{}, false
+	}
 	s := a.slots[a.slot(h)]
 	if s == 0 {
 		return packedLoc{}, false
@@ -49,6 +58,9 @@ func (a *added) get(h *ID) (packedLoc, bool) {
 // put records r; the set must hold fewer than the n it was made for
 // (the table then stays at most half full).
 func (a *added) put(r rec) {
+	if a.slots == nil {
+		a.alloc()
+	}
 	i := a.slot(&r.h)
 	if a.slots[i] != 0 {
 		a.recs[a.slots[i]-1] = r
