@@ -219,14 +219,20 @@ func TestConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Speculate = 4
+	readConcurrently(t, ctx, l, x, images, 8, 60, 9)
+}
+
+// readConcurrently runs goroutines readers of rounds random ranges of
+// random disks of l (read-ahead on x now and then) and fails t on the
+// first range that differs from unpack's image in images.
+func readConcurrently(t *testing.T, ctx context.Context, l *vmalayout.Layout, x *Archive, images string, goroutines, rounds int, seed uint64) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 9))
-			for range 60 {
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), seed))
+			for range rounds {
 				d := l.Header().Devices[rng.IntN(len(l.Header().Devices))]
 				want, _ := os.ReadFile(filepath.Join(images, vma.ImageName(d.Name)))
 				off := rng.Int64N(int64(d.Size))
@@ -244,7 +250,7 @@ func TestConcurrentReads(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

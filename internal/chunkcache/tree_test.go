@@ -7,12 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vmasync/vmasync/internal/vmafile"
@@ -75,36 +72,7 @@ func TestOpenBackupTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	for g := range 6 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 21))
-			for range 40 {
-				d := l.Header().Devices[rng.IntN(len(l.Header().Devices))]
-				want, _ := os.ReadFile(filepath.Join(images, vma.ImageName(d.Name)))
-				off := rng.Int64N(int64(d.Size))
-				n := min(1+rng.Int64N(512<<10), int64(d.Size)-off)
-				got := make([]byte, n)
-				if rng.IntN(4) == 0 {
-					go x.Prefetch(ctx, rng.Int64N(x.Size()), 1<<20)
-				}
-				if _, err := l.ReadDisk(ctx, d.ID, got, off); err != nil && err != io.EOF {
-					errs <- err
-					return
-				}
-				if !bytes.Equal(got, want[off:off+n]) {
-					errs <- fmt.Errorf("%s: %d bytes at %d: wrong", d.Name, n, off)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	readConcurrently(t, ctx, l, x, images, 6, 40, 21)
 }
 
 // TestOpenBackupDamagedNode: a leaf of the chunk tree damaged in its
