@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -271,14 +269,7 @@ func TestArchiveReaderTreeSizes(t *testing.T) {
 func TestArchiveReaderFormat2(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	dir := filepath.Join(t.TempDir(), "remote")
-	if err := os.CopyFS(dir, os.DirFS("testdata/v2repo")); err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewFs(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, f := copyV2Repo(t, ctx)
 	r, err := Open(ctx, f)
 	if err != nil {
 		t.Fatal(err)

@@ -2,12 +2,14 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/vmasync/vmasync/remote/backend"
 	"github.com/vmasync/vmasync/vma/vmatest"
 )
 
@@ -34,14 +36,7 @@ var v2Optimized = map[string]string{
 func TestFormat2Repository(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	dir := filepath.Join(t.TempDir(), "remote")
-	if err := os.CopyFS(dir, os.DirFS("testdata/v2repo")); err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewFs(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, f := copyV2Repo(t, ctx)
 	r, err := Open(ctx, f)
 	if err != nil || r.Config.Version != 2 {
 		t.Fatalf("open: %v (version %v)", err, r)
@@ -148,4 +143,19 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// copyV2Repo copies the format 2 fixture (testdata/v2repo) into a new
+// directory and returns it and a backend on it.
+func copyV2Repo(t *testing.T, ctx context.Context) (string, backend.Backend) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "remote")
+	if err := os.CopyFS(dir, os.DirFS("testdata/v2repo")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFs(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, f
 }
