@@ -190,30 +190,8 @@ func localRepo(t *testing.T, ctx context.Context, packSize int) (*Repository, ba
 // pullBytes restores a backup into memory.
 func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel string) []byte {
 	t.Helper()
-	if _, err := r.LoadIndex(ctx, false); err != nil {
-		t.Fatal(err)
-	}
-	backups, err := r.Backups(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Select(backups, vmid, sel)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out, whole bytes.Buffer
-	if err := r.RestoreBackup(ctx, b, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	// The same through the whole manifest (as mount and pull --disk read).
-	m, err := r.Manifest(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole.Grow(out.Len())
-	if err := r.Restore(ctx, m, &whole, nil); err != nil {
-		t.Fatal(err)
-	}
+	b := restoreBothWays(t, ctx, r, vmid, sel, &out, &whole)
 	if !bytes.Equal(out.Bytes(), whole.Bytes()) {
 		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
 	}
@@ -223,6 +201,20 @@ func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel strin
 // pullSum is pullBytes for backups too large to hold: the SHA-256 of the
 // restored archive, the same through the whole manifest.
 func pullSum(t testing.TB, ctx context.Context, r *Repository, vmid, sel string) [32]byte {
+	t.Helper()
+	out, whole := sha256.New(), sha256.New()
+	b := restoreBothWays(t, ctx, r, vmid, sel, out, whole)
+	sum := [32]byte(out.Sum(nil))
+	if sum != [32]byte(whole.Sum(nil)) {
+		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
+	}
+	return sum
+}
+
+// restoreBothWays selects a backup, restores it into out with
+// RestoreBackup and into whole through its whole manifest (as mount and
+// pull --disk read format 1 and 2 backups), and returns it.
+func restoreBothWays(t testing.TB, ctx context.Context, r *Repository, vmid, sel string, out, whole io.Writer) Backup {
 	t.Helper()
 	if _, err := r.LoadIndex(ctx, false); err != nil {
 		t.Fatal(err)
@@ -235,7 +227,6 @@ func pullSum(t testing.TB, ctx context.Context, r *Repository, vmid, sel string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, whole := sha256.New(), sha256.New()
 	if err := r.RestoreBackup(ctx, b, out, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +237,7 @@ func pullSum(t testing.TB, ctx context.Context, r *Repository, vmid, sel string)
 	if err := r.Restore(ctx, m, whole, nil); err != nil {
 		t.Fatal(err)
 	}
-	sum := [32]byte(out.Sum(nil))
-	if sum != [32]byte(whole.Sum(nil)) {
-		t.Fatalf("%s: RestoreBackup and Restore of its Manifest differ", b.Name)
-	}
-	return sum
+	return b
 }
 
 // exercise runs day 1 → day 2 → pull on the remote string rs.
