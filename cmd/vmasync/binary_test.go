@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +27,31 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// The parallel tests here mostly wait, on the processes they start
+	// and kill (TestKillAnywhere, TestPushKilled), on restic and on the
+	// SFTP server, not on this process's CPU: with go test's default of
+	// GOMAXPROCS at a time (2 on a small machine) a test that waits holds
+	// a slot for seconds while the CPU idles, and TestKillAnywhere waited
+	// 11 s for a slot to start. A -parallel given on the command line is
+	// left alone.
+	if !set["test.parallel"] {
+		if n := 3 * runtime.GOMAXPROCS(0); n > 4 {
+			flag.Set("test.parallel", strconv.Itoa(n))
+		} else {
+			flag.Set("test.parallel", "4")
+		}
+	}
+	// A run of the whole package starts building the binary now, beside
+	// the first (in-process, serial) tests, instead of in the first test
+	// that runs it: linking it takes seconds of CPU after a change to the
+	// sources. A run of chosen tests (-run) builds it only if one needs it.
+	early := !set["test.run"]
+	if early {
+		go builtBinaryErr()
+	}
 	// The index caches of the tests' repositories (in-process runs and
 	// the binary's) go into one directory of their own, not ~/.cache.
 	cache, err := os.MkdirTemp("", "vmasync-cache-")
@@ -32,6 +60,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("VMASYNC_CACHE_DIR", cache)
 	code := m.Run()
+	if early {
+		builtBinaryErr() // the build may still be going on (-list, a panic)
+	}
 	os.RemoveAll(cache)
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -43,6 +74,15 @@ func TestMain(m *testing.M) {
 // sources changed: internal/testbin).
 func builtBinary(t *testing.T) string {
 	t.Helper()
+	if err := builtBinaryErr(); err != nil {
+		t.Fatal(err)
+	}
+	return binPath
+}
+
+// builtBinaryErr builds the binary once (builtBinary's work, for TestMain
+// too).
+func builtBinaryErr() error {
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "vmasync-bin-")
 		if binErr != nil {
@@ -54,25 +94,32 @@ func builtBinary(t *testing.T) string {
 			binPath = bins[0]
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return binErr
 }
 
 // exe runs the built binary with stdin (nil: none) and returns the result.
 func exe(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(builtBinary(t), args...)
+	r, err := exeErr(builtBinary(t), stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// exeErr runs the binary bin as exe does, returning an error instead of
+// failing the test (for goroutines other than the test's).
+func exeErr(bin string, stdin io.Reader, args ...string) (result, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		t.Fatal(err)
+		return result{}, err
 	}
-	return result{cmd.ProcessState.ExitCode(), out.String(), errb.String()}
+	return result{cmd.ProcessState.ExitCode(), out.String(), errb.String()}, nil
 }
 
 func TestBinaryExitCodes(t *testing.T) {
