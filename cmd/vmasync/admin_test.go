@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,10 +144,17 @@ func TestInitPushRefuseNonEmptyDirectory(t *testing.T) {
 // pushedRemote pushes one small dump of VM 105 to a new local remote.
 func pushedRemote(t *testing.T) (rem, stem string) {
 	t.Helper()
+	return pushedRemoteBy(t, runCLI)
+}
+
+// pushedRemoteBy is pushedRemote with the push run by run (runCLI in
+// this process, or exe: the binary).
+func pushedRemoteBy(t *testing.T, run func(*testing.T, io.Reader, ...string) result) (rem, stem string) {
+	t.Helper()
 	dumps := t.TempDir()
 	rem = filepath.Join(t.TempDir(), "remote")
 	nightly(t, dumps, "105", 0, "2026_11_20-01_00_00", false)
-	if r := runCLI(t, nil, "push", dumps, rem); r.code != 0 {
+	if r := run(t, nil, "push", dumps, rem); r.code != 0 {
 		t.Fatalf("push: %v", r)
 	}
 	return rem, "vzdump-qemu-105-2026_11_20-01_00_00"
@@ -208,24 +216,29 @@ func TestRcloneOptionErrors(t *testing.T) {
 
 // push says that it waits for a lock (the library says it since 184aad5);
 // unlock names the live locks it left.
+//
+// It runs the binary, not vmasync in this process (whose rclone setup is
+// global), so that it can run in parallel: it mostly waits, for the
+// lock (0.5 to 2 s).
 func TestLockMessages(t *testing.T) {
-	rem, _ := pushedRemote(t)
+	t.Parallel()
+	rem, _ := pushedRemoteBy(t, exe)
 	liveLock(t, rem, true)
 	dumps := t.TempDir()
 	nightly(t, dumps, "105", 1, "2026_11_21-01_00_00", false)
-	r := runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem)
+	r := exe(t, nil, "push", "--lock-wait", "1s", dumps, rem)
 	if r.code != exitFailure || !strings.Contains(r.stderr, "vmasync: waiting up to 1s for the exclusive lock by vmasync prune") ||
 		!strings.Contains(r.stderr, "repository is locked") {
 		t.Errorf("push against a live lock: %v", r)
 	}
-	r = runCLI(t, nil, "unlock", rem)
+	r = exe(t, nil, "unlock", rem)
 	if r.code != 0 || !strings.Contains(r.stderr, "no stale locks") || !strings.Contains(r.stderr, "left 1 live lock in use (exclusive lock by vmasync prune") {
 		t.Errorf("unlock: %v", r)
 	}
 	if len(lockFiles(t, rem)) != 1 {
 		t.Errorf("unlock removed a live lock")
 	}
-	if r = runCLI(t, nil, "unlock", "--all", rem); r.code != 0 || strings.Contains(r.stderr, "left") || len(lockFiles(t, rem)) != 0 {
+	if r = exe(t, nil, "unlock", "--all", rem); r.code != 0 || strings.Contains(r.stderr, "left") || len(lockFiles(t, rem)) != 0 {
 		t.Errorf("unlock --all: %v", r)
 	}
 }

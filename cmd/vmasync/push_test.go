@@ -345,10 +345,9 @@ func TestPushNamedRemote(t *testing.T) {
 	}
 }
 
-// TestPruneAndLocksCLI: prune --dry-run changes nothing, prune removes by
-// the rules; a live exclusive lock blocks push, a stale one does not, and
-// unlock removes stale locks.
-func TestPruneAndLocksCLI(t *testing.T) {
+// TestPruneCLI: prune --dry-run changes nothing, prune removes by the
+// rules (the locks: TestLocksCLI).
+func TestPruneCLI(t *testing.T) {
 	dumps := t.TempDir()
 	rem := filepath.Join(t.TempDir(), "remote")
 	for i, stamp := range []string{"2026_11_18-01_00_00", "2026_11_19-01_00_00", "2026_11_20-01_00_00", "2026_11_20-13_00_00"} {
@@ -395,6 +394,23 @@ func TestPruneAndLocksCLI(t *testing.T) {
 	if c := runCLI(t, nil, "check", "--read-data", rem); c.code != 0 {
 		t.Fatalf("check after prune: %v", c)
 	}
+}
+
+// TestLocksCLI: a live exclusive lock blocks push, a stale one does not,
+// and unlock removes stale locks. It was the second half of
+// TestPruneAndLocksCLI (now TestPruneCLI); it runs the binary, not vmasync in this process
+// (whose rclone setup is global), so that it can run in parallel: it
+// mostly waits, for the lock (0.5 to 2 s).
+func TestLocksCLI(t *testing.T) {
+	t.Parallel()
+	dumps := t.TempDir()
+	rem := filepath.Join(t.TempDir(), "remote")
+	for i, stamp := range []string{"2026_11_19-01_00_00", "2026_11_20-13_00_00"} {
+		nightly(t, dumps, "105", uint64(i), stamp, false)
+	}
+	if r := exe(t, nil, "push", dumps, rem); r.code != 0 {
+		t.Fatalf("push: %v", r)
+	}
 
 	// A live exclusive lock (pid 1 on this host is alive).
 	host, _ := os.Hostname()
@@ -403,7 +419,7 @@ func TestPruneAndLocksCLI(t *testing.T) {
 	live := filepath.Join(rem, "locks", "live.lock")
 	os.WriteFile(live, []byte(`{"exclusive":true,"host":"`+host+`","pid":1,"command":"vmasync prune","time":"`+now+`","refreshed":"`+now+`"}`), 0o644)
 	nightly(t, dumps, "105", 9, "2026_11_21-01_00_00", false)
-	r = runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem)
+	r := exe(t, nil, "push", "--lock-wait", "1s", dumps, rem)
 	if r.code != 1 {
 		t.Fatalf("push under a live exclusive lock: %v", r)
 	}
@@ -414,10 +430,10 @@ func TestPruneAndLocksCLI(t *testing.T) {
 	wantOneErrorLine(t, r, "locked", "exclusive lock by vmasync prune")
 	// The same lock, stale: a process that does not exist.
 	os.WriteFile(live, []byte(`{"exclusive":true,"host":"`+host+`","pid":999999999,"command":"vmasync prune","time":"`+now+`","refreshed":"`+now+`"}`), 0o644)
-	if r = runCLI(t, nil, "push", "--lock-wait", "1s", dumps, rem); r.code != 0 {
+	if r = exe(t, nil, "push", "--lock-wait", "1s", dumps, rem); r.code != 0 {
 		t.Fatalf("push with a stale lock: %v", r)
 	}
-	if r = runCLI(t, nil, "unlock", rem); r.code != 0 || !strings.Contains(r.stderr, "removed exclusive lock") {
+	if r = exe(t, nil, "unlock", rem); r.code != 0 || !strings.Contains(r.stderr, "removed exclusive lock") {
 		t.Fatalf("unlock: %v", r)
 	}
 	if _, err := os.Stat(live); !os.IsNotExist(err) {
