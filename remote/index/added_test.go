@@ -11,11 +11,11 @@ import (
 func TestAddedSet(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 9))
-	a := newAdded(1000)
+	a := newAdded(3000) // grows from addedStart records, through a rehash, to 3000
 	want := map[ID]rec{}
 	var hs []ID
 	for round := range 2 {
-		for i := range 1000 {
+		for i := range 2900 {
 			var h ID
 			for j := range h {
 				h[j] = byte(rng.Uint32())
