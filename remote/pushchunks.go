@@ -95,10 +95,10 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	}
 	mp := &p.meta[min(level, 1)]
 	if !mp.HasBuffer() {
-		// A night's new nodes take a few hundred KiB: start small, the
-		// builder grows the buffer up to metaPackSize when a first push
-		// needs it.
-		mp.SetBuffer(make([]byte, 0, 1<<20))
+		// A night's new nodes take a few KiB to a few hundred: start
+		// small, the builder grows the buffer up to metaPackSize when a
+		// first push needs it.
+		mp.SetBuffer(make([]byte, 0, 64<<10))
 	}
 	// Node bytes are mostly hashes; the lengths and counts beside them
 	// compress a little.
@@ -108,7 +108,7 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	p.res.TreeStored += int64(len(p.zbuf))
 	p.res.TreeNodes++
 	if mp.Len() >= min(p.r.Config.PackSize, metaPackSize) {
-		return p.cp.up.send(mp)
+		return p.cp.up.send(mp, false)
 	}
 	return nil
 }
@@ -128,7 +128,7 @@ func (p *pushRun) closeTree() (*tree.Ref, error) {
 	}
 	for i := range p.meta {
 		if p.meta[i].Len() > 0 {
-			if err := p.cp.up.send(&p.meta[i]); err != nil {
+			if err := p.cp.up.send(&p.meta[i], false); err != nil {
 				return nil, err
 			}
 		}

@@ -95,6 +95,7 @@ type sealedPack struct {
 	data     []byte
 	blobsEnd int
 	entries  []pack.Entry
+	reuse    bool // a buffer of the packs of chunks, back to spare when uploaded
 }
 
 func newUploader(ctx, upCtx context.Context, r *Repository, dry bool, cancel context.CancelCauseFunc) *uploader {
@@ -120,7 +121,10 @@ func (u *uploader) buffer() ([]byte, error) {
 	}
 	if u.made < packBuffers {
 		u.made++
-		return make([]byte, 0, u.r.Config.PackSize+packSlack), nil
+		// Small at first: a night's push often fills one pack partly.
+		// The packer grows it (Builder.Grow) up to bufferCap; every
+		// buffer comes back through spare once its pack is uploaded.
+		return make([]byte, 0, min(firstBuffer, u.bufferCap())), nil
 	}
 	select {
 	case b := <-u.spare:
@@ -129,6 +133,12 @@ func (u *uploader) buffer() ([]byte, error) {
 		return nil, context.Cause(u.ctx)
 	}
 }
+
+// bufferCap is what a buffer of a pack of chunks grows to.
+func (u *uploader) bufferCap() int { return u.r.Config.PackSize + packSlack }
+
+// firstBuffer is the capacity a pack buffer starts with.
+const firstBuffer = 256 << 10
 
 // packBuffers is how many packs of chunks a push holds in memory at
 // most (17 MiB each at the default pack size): the one being filled and
@@ -143,11 +153,13 @@ const packBuffers = 3
 const packSlack = 1 << 20
 
 // send seals the pack and hands it to an upload goroutine, waiting while
-// all of them are busy.
-func (u *uploader) send(p *pack.Builder) error {
+// all of them are busy. reuse is set for packs of chunks, whose buffers
+// (from buffer) go back to spare once uploaded, whatever size they grew
+// to; the packs of tree nodes have buffers of their own.
+func (u *uploader) send(p *pack.Builder, reuse bool) error {
 	data, blobsEnd, entries := p.Seal()
 	select {
-	case u.ch <- sealedPack{data, blobsEnd, entries}:
+	case u.ch <- sealedPack{data, blobsEnd, entries, reuse}:
 		return nil
 	case <-u.ctx.Done():
 		return context.Cause(u.ctx)
@@ -186,7 +198,7 @@ func (u *uploader) run() {
 		u.uploaded += int64(len(p.data))
 		u.packs++
 		u.mu.Unlock()
-		if cap(p.data) >= u.r.Config.PackSize+packSlack { // not a pack of nodes
+		if p.reuse {
 			select {
 			case u.spare <- p.data:
 			default:
@@ -384,10 +396,11 @@ func (p *compressPool) pack() {
 					}
 					pk.SetBuffer(buf)
 				}
+				pk.Grow(int(c.stored), p.up.bufferCap())
 				pk.Add(c.hash, int(c.raw), c.typ, out[:c.stored])
 				out = out[c.stored:]
 				if pk.Len() >= p.packSize {
-					if err = p.up.send(&pk); err != nil {
+					if err = p.up.send(&pk, true); err != nil {
 						break
 					}
 				}
@@ -396,7 +409,7 @@ func (p *compressPool) pack() {
 		p.free <- b
 	}
 	if err == nil && p.flush && pk.Len() > 0 { // flush is set before order is closed
-		err = p.up.send(&pk)
+		err = p.up.send(&pk, true)
 	}
 	p.packed <- err
 }

@@ -101,6 +101,20 @@ func (p *Builder) SetBuffer(b []byte) { p.buf = b[:0] }
 // HasBuffer reports whether the builder has a buffer (set or grown).
 func (p *Builder) HasBuffer() bool { return p.buf != nil }
 
+// Grow makes room for n more bytes of blobs. The buffer's capacity
+// doubles, but not beyond limit (unless n bytes need more), so that a
+// pack started in a small buffer ends at limit rather than wherever
+// append's own growth would take it.
+func (p *Builder) Grow(n, limit int) {
+	need := len(p.buf) + n
+	if need <= cap(p.buf) {
+		return
+	}
+	b := make([]byte, len(p.buf), max(min(2*cap(p.buf), limit), need))
+	copy(b, p.buf)
+	p.buf = b
+}
+
 // Add appends a stored blob: the chunk's hash, raw length and type.
 func (p *Builder) Add(hash ID, raw int, typ uint8, stored []byte) {
 	p.entries = append(p.entries, Entry{Type: typ, Raw: uint32(raw), Stored: uint32(len(stored)), Hash: hash, Offset: uint32(len(p.buf))})

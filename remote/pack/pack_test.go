@@ -3,6 +3,7 @@ package pack
 import (
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -23,5 +24,27 @@ func TestDecodeBlobShortFrame(t *testing.T) {
 		if _, err := DecodeBlob(z, loc, sha256.Sum256(raw), nil); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%d bytes read as 300: %v", n, err)
 		}
+	}
+}
+
+func TestBuilderGrow(t *testing.T) {
+	t.Parallel()
+	var p Builder
+	p.SetBuffer(make([]byte, 0, 100))
+	blob := make([]byte, 60)
+	var caps []int
+	for range 6 {
+		p.Grow(len(blob), 300)
+		p.Add(ID{}, len(blob), 0, blob)
+		caps = append(caps, cap(p.buf))
+	}
+	// 60, 120 (doubled to 200), 180, 240 (doubled, capped at 300), 300,
+	// 360: beyond the limit only what is needed.
+	want := []int{100, 200, 200, 300, 300, 360}
+	if !slices.Equal(caps, want) {
+		t.Fatalf("capacities %v, want %v", caps, want)
+	}
+	if p.Len() != 360 {
+		t.Fatalf("Len %d", p.Len())
 	}
 }
