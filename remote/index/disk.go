@@ -180,7 +180,7 @@ func (x *DiskIndex) tempRun(recs []rec) (*run, error) {
 		recs[i].pack = n
 	}
 	sortRecs(recs)
-	w, err := newRunWriter(x.dir)
+	w, err := newRunWriter(x.dir, len(recs))
 	if err != nil {
 		return nil, err
 	}

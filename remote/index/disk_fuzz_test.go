@@ -69,7 +69,7 @@ func FuzzRunFile(f *testing.F) {
 // sampleRun returns a valid run file of n records.
 func sampleRun(tb testing.TB, n int) []byte {
 	dir := tb.TempDir()
-	w, err := newRunWriter(dir)
+	w, err := newRunWriter(dir, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

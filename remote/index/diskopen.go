@@ -303,7 +303,7 @@ func build(dir string, names []string, read func(string) ([]Entry, error), memRe
 	if len(sources) == 0 {
 		return "", nil
 	}
-	w, err := newRunWriter(dir)
+	w, err := newRunWriter(dir, 0)
 	if err != nil {
 		return "", err
 	}
@@ -337,7 +337,7 @@ func mergeRuns(dir string, runs []*run) (string, error) {
 		cursors = append(cursors, newRunCursor(r, remap))
 	}
 	slices.Sort(sources)
-	w, err := newRunWriter(dir)
+	w, err := newRunWriter(dir, 0)
 	if err != nil {
 		return "", err
 	}

@@ -29,7 +29,9 @@ type runWriter struct {
 	err      error
 }
 
-func newRunWriter(dir string) (*runWriter, error) {
+// newRunWriter starts a run in dir; records, when known (> 0), is how
+// many it will hold, so that a small run does not get a 1 MiB buffer.
+func newRunWriter(dir string, records int) (*runWriter, error) {
 	tmp, err := tempName(dir)
 	if err != nil {
 		return nil, err
@@ -38,7 +40,7 @@ func newRunWriter(dir string) (*runWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &runWriter{dir: dir, tmp: tmp, f: f, w: bufio.NewWriterSize(f, 1<<20), block: make([]byte, 0, blockBytes)}
+	w := &runWriter{dir: dir, tmp: tmp, f: f, w: bufio.NewWriterSize(f, runBuffer(records)), block: make([]byte, 0, blockBytes)}
 	_, w.err = w.w.WriteString(runMagic)
 	return w, nil
 }
@@ -174,4 +176,14 @@ func (w *runWriter) abort() {
 		os.Remove(w.tmp)
 		w.f = nil
 	}
+}
+
+// runBuffer is the write buffer of a run of the given records (0:
+// unknown): 1 MiB at most, a few KiB beyond the records' bytes for the
+// tables and footer.
+func runBuffer(records int) int {
+	if records <= 0 {
+		return 1 << 20
+	}
+	return min(1<<20, records*EntrySize+16<<10)
 }
