@@ -82,7 +82,9 @@ func writeDump(t testing.TB, dir string, s vmatest.Spec, vmid, stamp string, zst
 	var w io.Writer = bw
 	var enc *zstd.Encoder
 	if zst {
-		enc, _ = zstd.NewWriter(bw)
+		// A 2 MiB window, as the zstd CLI writes at its default level
+		// (vzdump's): readers allocate what the frame's window says.
+		enc, _ = zstd.NewWriter(bw, zstd.WithWindowSize(2<<20))
 		w = enc
 	}
 	if err := vmatest.Write(w, s); err != nil {
