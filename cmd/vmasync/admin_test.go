@@ -139,6 +139,19 @@ func TestInitPushRefuseNonEmptyDirectory(t *testing.T) {
 	if r := runCLI(t, nil, "init", t.TempDir()); r.code != 0 {
 		t.Errorf("init of an empty directory: %v", r)
 	}
+	// So is one that holds only what an init killed before it moved its
+	// config into place left: no --force is needed after a crash.
+	for _, cmd := range []string{"init", "push"} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "config.tmp-3194ea5c56a6"), []byte(`{"ver`), 0o644)
+		args := []string{cmd, dir}
+		if cmd == "push" {
+			args = []string{cmd, dumps, dir}
+		}
+		if r := runCLI(t, nil, args...); r.code != 0 {
+			t.Errorf("%s into a directory holding a killed init's temporary config: %v", cmd, r)
+		}
+	}
 }
 
 // pushedRemote pushes one small dump of VM 105 to a new local remote.

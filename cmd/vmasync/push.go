@@ -17,6 +17,7 @@ import (
 	"github.com/vmasync/vmasync/chunkplan"
 	"github.com/vmasync/vmasync/internal/vzdump"
 	"github.com/vmasync/vmasync/remote"
+	"github.com/vmasync/vmasync/remote/backend"
 )
 
 func pushCommand(e *env) *cli.Command {
@@ -336,8 +337,17 @@ func refuseForeignDir(ctx context.Context, f fs.Fs, force bool) error {
 	if err != nil {
 		return err
 	}
-	if len(entries) > 0 {
-		return fmt.Errorf("not empty and not a vmasync repository (%s, e.g. %s): refusing to create a repository here; use an empty directory, or --force", count(len(entries), "entry", "entries"), entries[0].Remote())
+	// What a process killed while it created the repository here left
+	// (its config under a temporary name) is not somebody else's data:
+	// the next run must not need --force.
+	var foreign []string
+	for _, e := range entries {
+		if !backend.IsTemp(e.Remote()) {
+			foreign = append(foreign, e.Remote())
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("not empty and not a vmasync repository (%s, e.g. %s): refusing to create a repository here; use an empty directory, or --force", count(len(foreign), "entry", "entries"), foreign[0])
 	}
 	return nil
 }
