@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmasync/vmasync/internal/testbin"
+	"github.com/vmasync/vmasync/internal/testpar"
 )
 
 var (
@@ -27,23 +25,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	// The parallel tests here mostly wait, on the processes they start
 	// and kill (TestKillAnywhere, TestPushKilled), on restic and on the
-	// SFTP server, not on this process's CPU: with go test's default of
-	// GOMAXPROCS at a time (2 on a small machine) a test that waits holds
-	// a slot for seconds while the CPU idles, and TestKillAnywhere waited
-	// 11 s for a slot to start. A -parallel given on the command line is
-	// left alone.
-	if !set["test.parallel"] {
-		if n := 3 * runtime.GOMAXPROCS(0); n > 4 {
-			flag.Set("test.parallel", strconv.Itoa(n))
-		} else {
-			flag.Set("test.parallel", "4")
-		}
-	}
+	// SFTP server: with go test's default, TestKillAnywhere waited 11 s
+	// for a slot to start.
+	set := testpar.Waiting()
 	// A run of the whole package starts building the binary now, beside
 	// the first (in-process, serial) tests, instead of in the first test
 	// that runs it: linking it takes seconds of CPU after a change to the
