@@ -275,12 +275,12 @@ func TestReportPredictsRestic(t *testing.T) {
 func resticAgainstReport(ctx context.Context, t *testing.T, dir, tag, a, b string) (gotOrig, gotOpt, predOrig, predOpt uint64) {
 	t.Helper()
 	repoOrig, repoOpt := filepath.Join(dir, "repo-orig"+tag), filepath.Join(dir, "repo-opt"+tag)
-	resticCmd(ctx, t, dir, repoOrig, "", "init", "--repository-version", "2")
-	// Cheap key derivation for the test's repositories (each restic
-	// command would spend half a second of CPU on it), and the second
-	// repository a copy of the first: same polynomial, as with init
-	// --from-repo --copy-chunker-params, without a second init.
-	if err := restictest.LowerKDF(repoOrig, "report-test"); err != nil {
+	// A new repository as restic init makes one, with a key that is cheap
+	// to derive (restic init spends 3 s calibrating scrypt, and every
+	// later command half a second on the key), and the second repository
+	// a copy of it: the same polynomial, as with init --from-repo
+	// --copy-chunker-params.
+	if _, err := restictest.Init(repoOrig, "report-test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := restictest.CopyRepo(repoOrig, repoOpt); err != nil {

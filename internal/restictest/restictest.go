@@ -1,14 +1,16 @@
-// Package restictest prepares repositories of the real restic binary for
+// Package restictest makes repositories of the real restic binary for
 // the tests that check vmasync's dedup predictions against it. Its one
-// job: make restic's key derivation cheap in a repository made for a
-// test, as restic's own tests do (TestUseLowSecurityKDFParameters).
+// job: a repository whose key derivation is cheap, as restic's own tests
+// make theirs (TestUseLowSecurityKDFParameters).
 //
-// restic init calibrates scrypt to half a second of CPU on this machine
-// and every later restic command pays that to open the repository; a
-// test that runs restic a dozen times spent most of its CPU there. After
-// `restic init`, LowerKDF replaces the repository's key with one that
-// wraps the same master key under scrypt N=1024, r=8, p=1. Everything
-// else (config, chunker polynomial, data format) is restic's own.
+// `restic init` calibrates scrypt to half a second of CPU on the machine
+// (and spends 3 s doing so), and every later restic command pays the
+// half second again to open the repository: the restic tests spent most
+// of their CPU there. Init writes what `restic init --repository-version
+// 2` writes (restic's design document, "Repository Format"): the config
+// (version, id, a random irreducible chunker polynomial) encrypted with a
+// new master key, and a key file that wraps the master key under scrypt
+// N=1024, r=8, p=1. Every backup, listing and check is then restic's own.
 package restictest
 
 import (
@@ -18,16 +20,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/restic/chunker"
 	"golang.org/x/crypto/poly1305"
 	"golang.org/x/crypto/scrypt"
 )
 
-// The cheap parameters LowerKDF writes.
+// The cheap scrypt parameters of the key Init writes.
 const (
 	lowN, lowR, lowP = 1024, 8, 1
 	saltLen          = 64 // restic refuses other salt lengths
@@ -77,21 +80,6 @@ func (k *userKey) mac(nonce, msg []byte) [16]byte {
 	return out
 }
 
-// open decrypts data = nonce (16) || AES-256-CTR ciphertext || MAC (16).
-func (k *userKey) open(data []byte) ([]byte, error) {
-	if len(data) < 32 {
-		return nil, errors.New("key data too short")
-	}
-	nonce, ct, tag := data[:16], data[16:len(data)-16], data[len(data)-16:]
-	if m := k.mac(nonce, ct); !poly1305Equal(m[:], tag) {
-		return nil, errors.New("wrong password (MAC mismatch)")
-	}
-	c, _ := aes.NewCipher(k.enc[:])
-	out := make([]byte, len(ct))
-	cipher.NewCTR(c, nonce).XORKeyStream(out, ct)
-	return out, nil
-}
-
 func (k *userKey) seal(plain []byte) []byte {
 	nonce := make([]byte, 16)
 	rand.Read(nonce)
@@ -102,64 +90,74 @@ func (k *userKey) seal(plain []byte) []byte {
 	return append(append(nonce, ct...), m[:]...)
 }
 
-func poly1305Equal(a, b []byte) bool {
-	var d byte
-	for i := range a {
-		d |= a[i] ^ b[i]
+// Init makes a new, empty restic repository (format version 2) in the
+// directory dir (which need not exist) for password, and returns its
+// chunker polynomial.
+func Init(dir, password string) (chunker.Pol, error) {
+	pol, err := chunker.RandomPolynomial()
+	if err != nil {
+		return 0, err
 	}
-	return d == 0 && len(a) == len(b)
+	var master masterKey
+	rand.Read(master.enc[:])
+	rand.Read(master.macK[:])
+	rand.Read(master.macR[:])
+	id := make([]byte, 32)
+	rand.Read(id)
+	cfg, err := json.Marshal(struct {
+		Version int         `json:"version"`
+		ID      string      `json:"id"`
+		Pol     chunker.Pol `json:"chunker_polynomial"`
+	}{2, hex.EncodeToString(id), pol})
+	if err != nil {
+		return 0, err
+	}
+	mj, err := json.Marshal(struct {
+		MAC struct {
+			K []byte `json:"k"`
+			R []byte `json:"r"`
+		} `json:"mac"`
+		Encrypt []byte `json:"encrypt"`
+	}{MAC: struct {
+		K []byte `json:"k"`
+		R []byte `json:"r"`
+	}{master.macK[:], master.macR[:]}, Encrypt: master.enc[:]})
+	if err != nil {
+		return 0, err
+	}
+	k := key{KDF: "scrypt", N: lowN, R: lowR, P: lowP, Salt: make([]byte, saltLen), Username: "restictest", Hostname: "restictest"}
+	k.Created, _ = json.Marshal(time.Now())
+	rand.Read(k.Salt)
+	user, err := derive(password, k.Salt, k.N, k.R, k.P)
+	if err != nil {
+		return 0, err
+	}
+	k.Data = user.seal(mj)
+	kj, err := json.Marshal(k)
+	if err != nil {
+		return 0, err
+	}
+	dirs := []string{"keys", "index", "locks", "snapshots"}
+	for i := range 256 {
+		dirs = append(dirs, filepath.Join("data", fmt.Sprintf("%02x", i)))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return 0, err
+		}
+	}
+	// The config is named "config"; key files by the SHA-256 of their
+	// bytes. Both are read-only, as restic writes them.
+	if err := os.WriteFile(filepath.Join(dir, "config"), (*userKey)(&master).seal(cfg), 0o400); err != nil {
+		return 0, err
+	}
+	sum := sha256.Sum256(kj)
+	return pol, os.WriteFile(filepath.Join(dir, "keys", hex.EncodeToString(sum[:])), kj, 0o400)
 }
 
-// LowerKDF rewrites the one key of the restic repository in dir (a local
-// repository just made by `restic init`) to wrap the same master key
-// under cheap scrypt parameters, and removes the old key file.
-func LowerKDF(dir, password string) error {
-	names, err := filepath.Glob(filepath.Join(dir, "keys", "*"))
-	if err != nil {
-		return err
-	}
-	if len(names) != 1 {
-		return fmt.Errorf("restictest: %d key files in %s, want 1", len(names), dir)
-	}
-	raw, err := os.ReadFile(names[0])
-	if err != nil {
-		return err
-	}
-	var k key
-	if err := json.Unmarshal(raw, &k); err != nil {
-		return fmt.Errorf("restictest: key file %s: %w", names[0], err)
-	}
-	if k.KDF != "scrypt" {
-		return fmt.Errorf("restictest: key file %s: kdf %q", names[0], k.KDF)
-	}
-	old, err := derive(password, k.Salt, k.N, k.R, k.P)
-	if err != nil {
-		return err
-	}
-	master, err := old.open(k.Data)
-	if err != nil {
-		return fmt.Errorf("restictest: key file %s: %w", names[0], err)
-	}
-	k.N, k.R, k.P = lowN, lowR, lowP
-	k.Salt = make([]byte, saltLen)
-	rand.Read(k.Salt)
-	low, err := derive(password, k.Salt, k.N, k.R, k.P)
-	if err != nil {
-		return err
-	}
-	k.Data = low.seal(master)
-	out, err := json.Marshal(k)
-	if err != nil {
-		return err
-	}
-	// Key files are named by the SHA-256 of their bytes.
-	sum := sha256.Sum256(out)
-	name := filepath.Join(dir, "keys", hex.EncodeToString(sum[:]))
-	if err := os.WriteFile(name, out, 0o400); err != nil {
-		return err
-	}
-	return os.Remove(names[0])
-}
+// masterKey is a repository's master key: the same three parts as a
+// key derived from the password.
+type masterKey userKey
 
 // CopyRepo copies the local repository src to dst: a second repository
 // with the same chunker polynomial and key (and the same id: give each

@@ -2,56 +2,117 @@ package restictest
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/restic/chunker"
 )
 
-// TestLowerKDF rewraps a key file written as restic writes one (made here
-// with this package's own sealing; that real restic opens the result is
-// what the restic tests of chunkplan and cmd/vmasync rely on and check
-// with every restic command they run) and checks that the master key
-// survives under the cheap parameters and that a wrong password is
-// refused.
-func TestLowerKDF(t *testing.T) {
+// open decrypts data = nonce (16) || AES-256-CTR ciphertext || MAC (16).
+func (k *userKey) open(data []byte) ([]byte, error) {
+	if len(data) < 32 {
+		return nil, errors.New("key data too short")
+	}
+	nonce, ct, tag := data[:16], data[16:len(data)-16], data[len(data)-16:]
+	if m := k.mac(nonce, ct); !poly1305Equal(m[:], tag) {
+		return nil, errors.New("wrong password (MAC mismatch)")
+	}
+	c, _ := aes.NewCipher(k.enc[:])
+	out := make([]byte, len(ct))
+	cipher.NewCTR(c, nonce).XORKeyStream(out, ct)
+	return out, nil
+}
+
+func poly1305Equal(a, b []byte) bool {
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0 && len(a) == len(b)
+}
+
+// TestInit opens what Init wrote as restic does (key file, then the
+// config with the master key), and then with real restic: cat config,
+// a backup and check.
+func TestInit(t *testing.T) {
 	t.Parallel()
-	repo := t.TempDir()
-	os.Mkdir(filepath.Join(repo, "keys"), 0o700)
-	master := []byte(`{"mac":{"k":"a2V5a2V5a2V5a2V5a2V5aw==","r":"cnJycnJycnJycnJycnJycg=="},"encrypt":"ZW5jZW5jZW5jZW5jZW5jZW5jZW5jZW5jZW5jZW5jZW4="}`)
-	k := key{KDF: "scrypt", N: 2048, R: 8, P: 2, Salt: bytes.Repeat([]byte{7}, saltLen), Created: json.RawMessage(`"2026-12-03T22:40:20Z"`)}
-	u, err := derive("pw", k.Salt, k.N, k.R, k.P)
+	dir := filepath.Join(t.TempDir(), "repo")
+	pol, err := Init(dir, "pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.Data = u.seal(master)
-	raw, _ := json.Marshal(k)
-	os.WriteFile(filepath.Join(repo, "keys", "0123"), raw, 0o400)
-
-	if err := LowerKDF(repo, "wrong"); err == nil || !strings.Contains(err.Error(), "MAC") {
-		t.Fatalf("LowerKDF with a wrong password: %v", err)
-	}
-	if err := LowerKDF(repo, "pw"); err != nil {
-		t.Fatal(err)
-	}
-	names, _ := filepath.Glob(filepath.Join(repo, "keys", "*"))
-	if len(names) != 1 || filepath.Base(names[0]) == "0123" {
+	names, _ := filepath.Glob(filepath.Join(dir, "keys", "*"))
+	if len(names) != 1 {
 		t.Fatalf("key files %v", names)
 	}
-	raw, _ = os.ReadFile(names[0])
-	var got key
-	if err := json.Unmarshal(raw, &got); err != nil || got.N != lowN || got.R != lowR || got.P != lowP || len(got.Salt) != saltLen {
+	raw, _ := os.ReadFile(names[0])
+	var k key
+	if err := json.Unmarshal(raw, &k); err != nil || k.KDF != "scrypt" || k.N != lowN || len(k.Salt) != saltLen {
 		t.Fatalf("key file %s: %v", raw, err)
 	}
-	low, _ := derive("pw", got.Salt, got.N, got.R, got.P)
-	plain, err := low.open(got.Data)
-	if err != nil || !bytes.Equal(plain, master) {
-		t.Fatalf("master key after LowerKDF: %q, %v", plain, err)
+	if wrong, _ := derive("other", k.Salt, k.N, k.R, k.P); wrong != nil {
+		if _, err := wrong.open(k.Data); err == nil {
+			t.Fatal("the key opened with a wrong password")
+		}
 	}
-	got.Data[20] ^= 1
-	if _, err := low.open(got.Data); err == nil {
-		t.Fatal("a damaged key opened")
+	user, _ := derive("pw", k.Salt, k.N, k.R, k.P)
+	mj, err := user.open(k.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		MAC     struct{ K, R []byte } `json:"mac"`
+		Encrypt []byte                `json:"encrypt"`
+	}
+	if err := json.Unmarshal(mj, &m); err != nil || len(m.MAC.K) != 16 || len(m.MAC.R) != 16 || len(m.Encrypt) != 32 {
+		t.Fatalf("master key %s: %v", mj, err)
+	}
+	var master userKey
+	copy(master.enc[:], m.Encrypt)
+	copy(master.macK[:], m.MAC.K)
+	copy(master.macR[:], m.MAC.R)
+	ct, _ := os.ReadFile(filepath.Join(dir, "config"))
+	cj, err := master.open(ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Version int         `json:"version"`
+		ID      string      `json:"id"`
+		Pol     chunker.Pol `json:"chunker_polynomial"`
+	}
+	if err := json.Unmarshal(cj, &cfg); err != nil || cfg.Version != 2 || len(cfg.ID) != 64 || cfg.Pol != pol || !pol.Irreducible() {
+		t.Fatalf("config %s: %v", cj, err)
+	}
+
+	if _, err := exec.LookPath("restic"); err != nil {
+		t.Fatalf("restic not found (%v): apt-get install restic", err)
+	}
+	run := func(password string, stdin []byte, args ...string) (string, error) {
+		cmd := exec.Command("restic", args...)
+		cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+dir, "RESTIC_PASSWORD="+password, "RESTIC_CACHE_DIR="+filepath.Join(t.TempDir(), "cache"))
+		cmd.Stdin = bytes.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("pw", nil, "cat", "config"); err != nil || !strings.Contains(out, cfg.ID) {
+		t.Fatalf("restic cat config: %v\n%s", err, out)
+	}
+	if out, err := run("other", nil, "cat", "config"); err == nil {
+		t.Fatalf("restic opened the repository with a wrong password:\n%s", out)
+	}
+	if out, err := run("pw", bytes.Repeat([]byte("restictest "), 1<<16), "backup", "--stdin", "--stdin-filename", "x"); err != nil {
+		t.Fatalf("restic backup: %v\n%s", err, out)
+	}
+	if out, err := run("pw", nil, "check", "--read-data"); err != nil {
+		t.Fatalf("restic check: %v\n%s", err, out)
 	}
 }
 
