@@ -238,6 +238,7 @@ func compare(t *testing.T, x *DiskIndex, tr *testRepo, names []string, exact boo
 }
 
 func TestDiskIndexMatchesIndex(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	tr := newTestRepo(rng, 40, 500)
 	names := tr.names(nil)
@@ -254,6 +255,7 @@ func TestDiskIndexMatchesIndex(t *testing.T) {
 }
 
 func TestDiskIndexReopenAndGrow(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	tr := newTestRepo(rng, 30, 300)
 	all := tr.names(nil)
@@ -306,6 +308,7 @@ func TestDiskIndexReopenAndGrow(t *testing.T) {
 }
 
 func TestDiskIndexAdd(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(5, 6))
 	tr := newTestRepo(rng, 8, 400)
 	names := tr.names(nil)
@@ -408,6 +411,7 @@ func flip(t *testing.T, path string, off int64) {
 }
 
 func TestDiskIndexDamage(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 8))
 	tr := newTestRepo(rng, 6, 400)
 	names := tr.names(nil)
@@ -483,6 +487,7 @@ func TestDiskIndexDamage(t *testing.T) {
 }
 
 func TestDiskIndexSkip(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(9, 10))
 	tr := newTestRepo(rng, 5, 100)
 	names := tr.names(nil)
@@ -533,6 +538,7 @@ func TestDiskIndexSkip(t *testing.T) {
 }
 
 func TestDiskIndexEmpty(t *testing.T) {
+	t.Parallel()
 	x, st, err := OpenDisk(DiskOptions{Dir: t.TempDir(), RepoID: "r"})
 	if err != nil {
 		t.Fatal(err)
@@ -551,6 +557,7 @@ func TestDiskIndexEmpty(t *testing.T) {
 // from their headers) get positions after the cached ones, as Index.Load
 // gives them before Freeze, and are gone at Close.
 func TestDiskIndexLoadExtra(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(11, 12))
 	tr := newTestRepo(rng, 8, 300)
 	names := tr.names(nil)
@@ -577,6 +584,7 @@ func TestDiskIndexLoadExtra(t *testing.T) {
 // TestDiskIndexLenAcrossRuns: with every pack usable, Len counts a hash
 // stored in two runs once without reading the big run through.
 func TestDiskIndexLenAcrossRuns(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(13, 14))
 	tr := newTestRepo(rng, 200, 400)
 	for _, entries := range tr.objects {
@@ -607,6 +615,7 @@ func TestDiskIndexLenAcrossRuns(t *testing.T) {
 
 // TestIndexEachPos: Index.EachPos walks what At returns, in order.
 func TestIndexEachPos(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(15, 16))
 	tr := newTestRepo(rng, 3, 200)
 	x, _ := tr.memIndex(tr.names(nil))
@@ -627,6 +636,7 @@ func TestIndexEachPos(t *testing.T) {
 // pushes, a push and a check) each get a correct index, whichever runs
 // the others wrote, merged or deleted meanwhile.
 func TestDiskIndexConcurrentOpens(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(17, 18))
 	tr := newTestRepo(rng, 24, 200)
 	all := tr.names(nil)
