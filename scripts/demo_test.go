@@ -12,6 +12,7 @@ import (
 // demo made it (its marker file); any other existing directory, or a
 // symlink, is refused before anything is built or written.
 func TestDemoRefusesForeignDir(t *testing.T) {
+	t.Parallel()
 	mine := t.TempDir()
 	keep := filepath.Join(mine, "important")
 	if err := os.WriteFile(keep, []byte("not the demo's"), 0o644); err != nil {

@@ -98,6 +98,7 @@ func queue(t *testing.T, dir string) []string {
 }
 
 func TestScriptsSyntaxAndMode(t *testing.T) {
+	t.Parallel()
 	shells := []string{"sh", "dash", "bash"}
 	for _, name := range []string{"vzdump-hook", "vmasync-nightly", "install.sh"} {
 		p := script(t, name)
@@ -188,6 +189,7 @@ func jobCalls(dumpdir, storeid, vmtype, vmid, mode, archive string, jobInit, tar
 const dumpName = "vzdump-qemu-105-2026_11_20-01_00_00.vma.zst"
 
 func TestHookPhasesQueueTheDump(t *testing.T) {
+	t.Parallel()
 	variants := []struct {
 		name                     string
 		storeid                  string
@@ -245,6 +247,7 @@ func TestHookPhasesQueueTheDump(t *testing.T) {
 }
 
 func TestHookSkipsWhatItCannotUpload(t *testing.T) {
+	t.Parallel()
 	hook := script(t, "vzdump-hook")
 	dir := t.TempDir()
 	dumpdir := filepath.Join(dir, "dump")
@@ -292,6 +295,7 @@ func TestHookSkipsWhatItCannotUpload(t *testing.T) {
 // TestHookNeverFails breaks everything the hook depends on: the config, the
 // queue directory, vmasync, the runner, systemctl, the remote.
 func TestHookNeverFails(t *testing.T) {
+	t.Parallel()
 	hook := script(t, "vzdump-hook")
 	dir := t.TempDir()
 	dumpdir := filepath.Join(dir, "dump")
@@ -351,6 +355,7 @@ func TestHookNeverFails(t *testing.T) {
 // returns while it runs, with vzdump's pipes closed (runEnv waits for them
 // as PVE::Tools::run_command does).
 func TestHookDoesNotWaitForTheUpload(t *testing.T) {
+	t.Parallel()
 	hook := script(t, "vzdump-hook")
 	dir := t.TempDir()
 	qdir := filepath.Join(dir, "queue")

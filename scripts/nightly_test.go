@@ -118,6 +118,7 @@ func (f *nightlyFixture) baseConf(extra ...string) string {
 }
 
 func TestNightlyPushesQueuedDirectoriesAndClearsTheQueue(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	rcconf := filepath.Join(f.dir, "rclone conf", "rclone.conf")
 	writeFile(t, f.confPath, f.baseConf(
@@ -152,6 +153,7 @@ func TestNightlyPushesQueuedDirectoriesAndClearsTheQueue(t *testing.T) {
 }
 
 func TestNightlyFailedPushKeepsTheQueueAndSkipsPrune(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	writeFile(t, f.confPath, f.baseConf("KEEP_LAST", "3"), 0o600)
 	a := f.enqueue(t, f.dumpdir, "105", "2026_11_20-01_00_00", true)
@@ -172,6 +174,7 @@ func TestNightlyFailedPushKeepsTheQueueAndSkipsPrune(t *testing.T) {
 }
 
 func TestNightlyPruneFailureAndNoRules(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	writeFile(t, f.confPath, f.baseConf("KEEP_ALL", "yes"), 0o600)
 	r, calls := f.run(t, "FAKE_PRUNE_RC=1")
@@ -203,6 +206,7 @@ func TestNightlyPruneFailureAndNoRules(t *testing.T) {
 }
 
 func TestNightlyConfigErrors(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	cases := map[string]string{
 		"missing config":   "",
@@ -228,6 +232,7 @@ func TestNightlyConfigErrors(t *testing.T) {
 }
 
 func TestNightlyLeavesWhileAnotherRunHoldsTheLock(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	writeFile(t, f.confPath, f.baseConf(), 0o600)
 	lock, err := os.OpenFile(filepath.Join(f.qdir, ".lock"), os.O_CREATE|os.O_WRONLY, 0o644)
@@ -247,6 +252,7 @@ func TestNightlyLeavesWhileAnotherRunHoldsTheLock(t *testing.T) {
 // A dump queued while the push runs (the next job's backup-end) is pushed
 // in a second round, not left for the next night.
 func TestNightlySecondRoundForDumpsQueuedDuringThePush(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	writeFile(t, f.confPath, f.baseConf(), 0o600)
 	f.enqueue(t, f.dumpdir, "105", "2026_11_20-01_00_00", true)
@@ -271,6 +277,7 @@ func TestNightlySecondRoundForDumpsQueuedDuringThePush(t *testing.T) {
 // instead of a green run that uploaded nothing; the queued directories
 // still go, prune does not run, root gets a mail.
 func TestNightlyEmptyDumpDirFails(t *testing.T) {
+	t.Parallel()
 	f := newNightly(t)
 	os.Remove(filepath.Join(f.dumpdir, "vzdump-qemu-100-2026_11_19-01_00_00.vma.zst"))
 	writeFile(t, filepath.Join(f.dumpdir, "vzdump-qemu-101-2026_11_19-01_00_00.vma.dat"), "partial", 0o644)
@@ -321,6 +328,7 @@ func (h *hcServer) got() []string {
 }
 
 func TestNightlyNotifications(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		if _, err := exec.LookPath("wget"); err != nil {
 			t.Skip("neither curl nor wget")
@@ -469,6 +477,7 @@ func TestNightlyThreeNightsRetentionSticks(t *testing.T) {
 // A run stopped by SIGTERM (systemd's time limit, systemctl stop) says so
 // and mails and pings the failure.
 func TestNightlyStoppedBySignalNotifies(t *testing.T) {
+	t.Parallel()
 	hc := newHC(t)
 	f := newNightly(t)
 	writeFile(t, f.confPath, f.baseConf("HEALTHCHECK_URL", hc.URL+"/p"), 0o600)

@@ -16,6 +16,7 @@ const nightlyPath = "/usr/local/lib/vmasync/vmasync-nightly"
 // and bad values as warnings with exit 0, so any output naming the units is
 // a failure too.
 func TestSystemdUnitsVerify(t *testing.T) {
+	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -66,6 +67,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 }
 
 func TestUnitsAndConfigAgree(t *testing.T) {
+	t.Parallel()
 	service, err := os.ReadFile("systemd/vmasync-push.service")
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +94,7 @@ func TestUnitsAndConfigAgree(t *testing.T) {
 }
 
 func TestInstallIntoDestdir(t *testing.T) {
+	t.Parallel()
 	dest := t.TempDir()
 	bin := filepath.Join(t.TempDir(), "vmasync")
 	writeFile(t, bin, "#!/bin/sh\necho fake vmasync\n", 0o755)
