@@ -205,7 +205,17 @@ func TestSpeculate(t *testing.T) {
 	if _, err := l.ReadDisk(ctx, 1, make([]byte, 1), 64<<20-1); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
+	// The speculative fetches go on in the background: wait for them
+	// (a fixed 10 ms sleep failed on a loaded machine).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		src.mu.Lock()
+		n := len(src.pred)
+		src.mu.Unlock()
+		if n >= 10 || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // and for what is still in flight
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	hits := 0
