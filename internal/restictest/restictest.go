@@ -49,20 +49,38 @@ type key struct {
 	Data     []byte          `json:"data"`
 }
 
-// userKey is what scrypt derives from the password: AES-256 key, then
-// the Poly1305-AES MAC key k||r (restic's internal/crypto.KDF).
-type userKey struct {
+// cryptoKey is restic's crypto.Key, for the master key and for the user
+// key scrypt derives from the password: an AES-256 key, then the
+// Poly1305-AES MAC key k||r (restic's internal/crypto.KDF).
+type cryptoKey struct {
 	enc  [32]byte
 	macK [16]byte
 	macR [16]byte
 }
 
-func derive(password string, salt []byte, n, r, p int) (*userKey, error) {
+// masterJSON is the master key as a key file's data holds it, encrypted
+// with the user key (restic's crypto.Key in JSON).
+type masterJSON struct {
+	MAC struct {
+		K []byte `json:"k"`
+		R []byte `json:"r"`
+	} `json:"mac"`
+	Encrypt []byte `json:"encrypt"`
+}
+
+// configJSON is the repository's config object.
+type configJSON struct {
+	Version int         `json:"version"`
+	ID      string      `json:"id"`
+	Pol     chunker.Pol `json:"chunker_polynomial"`
+}
+
+func derive(password string, salt []byte, n, r, p int) (*cryptoKey, error) {
 	b, err := scrypt.Key([]byte(password), salt, n, r, p, 64)
 	if err != nil {
 		return nil, err
 	}
-	var k userKey
+	var k cryptoKey
 	copy(k.enc[:], b[:32])
 	copy(k.macK[:], b[32:48])
 	copy(k.macR[:], b[48:64])
@@ -70,7 +88,7 @@ func derive(password string, salt []byte, n, r, p int) (*userKey, error) {
 }
 
 // mac is restic's Poly1305-AES: the one-time key is r || AES_k(nonce).
-func (k *userKey) mac(nonce, msg []byte) [16]byte {
+func (k *cryptoKey) mac(nonce, msg []byte) [16]byte {
 	var pk [32]byte
 	c, _ := aes.NewCipher(k.macK[:])
 	c.Encrypt(pk[16:], nonce)
@@ -80,7 +98,7 @@ func (k *userKey) mac(nonce, msg []byte) [16]byte {
 	return out
 }
 
-func (k *userKey) seal(plain []byte) []byte {
+func (k *cryptoKey) seal(plain []byte) []byte {
 	nonce := make([]byte, 16)
 	rand.Read(nonce)
 	c, _ := aes.NewCipher(k.enc[:])
@@ -98,30 +116,19 @@ func Init(dir, password string) (chunker.Pol, error) {
 	if err != nil {
 		return 0, err
 	}
-	var master masterKey
+	var master cryptoKey
 	rand.Read(master.enc[:])
 	rand.Read(master.macK[:])
 	rand.Read(master.macR[:])
 	id := make([]byte, 32)
 	rand.Read(id)
-	cfg, err := json.Marshal(struct {
-		Version int         `json:"version"`
-		ID      string      `json:"id"`
-		Pol     chunker.Pol `json:"chunker_polynomial"`
-	}{2, hex.EncodeToString(id), pol})
+	cfg, err := json.Marshal(configJSON{2, hex.EncodeToString(id), pol})
 	if err != nil {
 		return 0, err
 	}
-	mj, err := json.Marshal(struct {
-		MAC struct {
-			K []byte `json:"k"`
-			R []byte `json:"r"`
-		} `json:"mac"`
-		Encrypt []byte `json:"encrypt"`
-	}{MAC: struct {
-		K []byte `json:"k"`
-		R []byte `json:"r"`
-	}{master.macK[:], master.macR[:]}, Encrypt: master.enc[:]})
+	var m masterJSON
+	m.MAC.K, m.MAC.R, m.Encrypt = master.macK[:], master.macR[:], master.enc[:]
+	mj, err := json.Marshal(m)
 	if err != nil {
 		return 0, err
 	}
@@ -148,16 +155,12 @@ func Init(dir, password string) (chunker.Pol, error) {
 	}
 	// The config is named "config"; key files by the SHA-256 of their
 	// bytes. Both are read-only, as restic writes them.
-	if err := os.WriteFile(filepath.Join(dir, "config"), (*userKey)(&master).seal(cfg), 0o400); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config"), master.seal(cfg), 0o400); err != nil {
 		return 0, err
 	}
 	sum := sha256.Sum256(kj)
 	return pol, os.WriteFile(filepath.Join(dir, "keys", hex.EncodeToString(sum[:])), kj, 0o400)
 }
-
-// masterKey is a repository's master key: the same three parts as a
-// key derived from the password.
-type masterKey userKey
 
 // CopyRepo copies the local repository src to dst: a second repository
 // with the same chunker polynomial and key (and the same id: give each

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,31 +12,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/restic/chunker"
 )
 
 // open decrypts data = nonce (16) || AES-256-CTR ciphertext || MAC (16).
-func (k *userKey) open(data []byte) ([]byte, error) {
+func (k *cryptoKey) open(data []byte) ([]byte, error) {
 	if len(data) < 32 {
 		return nil, errors.New("key data too short")
 	}
 	nonce, ct, tag := data[:16], data[16:len(data)-16], data[len(data)-16:]
-	if m := k.mac(nonce, ct); !poly1305Equal(m[:], tag) {
+	if m := k.mac(nonce, ct); subtle.ConstantTimeCompare(m[:], tag) != 1 {
 		return nil, errors.New("wrong password (MAC mismatch)")
 	}
 	c, _ := aes.NewCipher(k.enc[:])
 	out := make([]byte, len(ct))
 	cipher.NewCTR(c, nonce).XORKeyStream(out, ct)
 	return out, nil
-}
-
-func poly1305Equal(a, b []byte) bool {
-	var d byte
-	for i := range a {
-		d |= a[i] ^ b[i]
-	}
-	return d == 0 && len(a) == len(b)
 }
 
 // TestInit opens what Init wrote as restic does (key file, then the
@@ -67,14 +58,11 @@ func TestInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct {
-		MAC     struct{ K, R []byte } `json:"mac"`
-		Encrypt []byte                `json:"encrypt"`
-	}
+	var m masterJSON
 	if err := json.Unmarshal(mj, &m); err != nil || len(m.MAC.K) != 16 || len(m.MAC.R) != 16 || len(m.Encrypt) != 32 {
 		t.Fatalf("master key %s: %v", mj, err)
 	}
-	var master userKey
+	var master cryptoKey
 	copy(master.enc[:], m.Encrypt)
 	copy(master.macK[:], m.MAC.K)
 	copy(master.macR[:], m.MAC.R)
@@ -83,11 +71,7 @@ func TestInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		Version int         `json:"version"`
-		ID      string      `json:"id"`
-		Pol     chunker.Pol `json:"chunker_polynomial"`
-	}
+	var cfg configJSON
 	if err := json.Unmarshal(cj, &cfg); err != nil || cfg.Version != 2 || len(cfg.ID) != 64 || cfg.Pol != pol || !pol.Irreducible() {
 		t.Fatalf("config %s: %v", cj, err)
 	}
