@@ -407,16 +407,17 @@ func Write(w io.Writer, s Spec) error {
 
 // Archive returns the archive described by s in memory (for small specs).
 func Archive(s Spec) ([]byte, error) {
-	// Room for the whole archive at once (what its disks could store plus
-	// a sixteenth for headers), up to 64 MiB: growing the buffer by
-	// doubling cleared and copied it again at every step, much of the
-	// CPU of the tests that generate archives.
+	// Room for the whole archive at once (what its disks could store, a
+	// 512-byte extent header per 59 clusters, and a MiB for the header and
+	// configs), up to 512 MiB: growing the buffer by doubling cleared and
+	// copied it again at every step, much of the CPU of the tests that
+	// generate archives.
 	var total uint64 = 1 << 20
 	for _, d := range s.Disks {
-		total += d.Size + d.Size/16
+		total += d.Size + d.Size/1024 + 64<<10
 	}
 	var b bytes.Buffer
-	b.Grow(int(min(total, 64<<20)))
+	b.Grow(int(min(total, 512<<20)))
 	if err := Write(&b, s); err != nil {
 		return nil, err
 	}
