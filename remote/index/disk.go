@@ -187,14 +187,9 @@ func (x *DiskIndex) tempRun(recs []rec) (*run, error) {
 	for i := range recs {
 		w.add(&recs[i])
 	}
-	path, err := w.finish(packs, nil, true)
+	r, err := w.finish(packs, nil, true)
 	if err != nil {
 		w.abort()
-		return nil, err
-	}
-	r, err := openRun(path)
-	if err != nil {
-		os.Remove(path)
 		return nil, err
 	}
 	r.temporary = true

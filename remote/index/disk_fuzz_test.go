@@ -85,15 +85,16 @@ func sampleRun(tb testing.TB, n int) []byte {
 	for i := range recs {
 		w.add(&recs[i])
 	}
-	p, err := w.finish([]ID{{1}, {2}, {3}}, []string{"index/a.index", "index/b.index"}, false)
+	r, err := w.finish([]ID{{1}, {2}, {3}}, []string{"index/a.index", "index/b.index"}, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, err := os.ReadFile(p)
+	r.close()
+	b, err := os.ReadFile(r.path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	os.RemoveAll(filepath.Dir(p))
+	os.RemoveAll(filepath.Dir(r.path))
 	return b
 }
 

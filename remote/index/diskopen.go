@@ -217,12 +217,8 @@ func buildMissing(dir string, missing []string, o DiskOptions, st *DiskStats) (*
 	if o.Read == nil {
 		return nil, fmt.Errorf("index cache: %d index objects to read and no reader", len(missing))
 	}
-	path, err := build(dir, missing, o.Read, o.SortRecords, st)
-	if err != nil || path == "" {
-		return nil, err
-	}
-	r, err := openRun(path)
-	if err != nil {
+	r, err := build(dir, missing, o.Read, o.SortRecords, st)
+	if err != nil || r == nil {
 		return nil, err
 	}
 	st.Built++
@@ -235,17 +231,13 @@ func buildMissing(dir string, missing []string, o DiskOptions, st *DiskStats) (*
 func mergeSmallest(dir string, cands []*run, maxRuns int, st *DiskStats) ([]*run, error) {
 	slices.SortFunc(cands, func(a, b *run) int { return int(a.n - b.n) })
 	k := len(cands) - maxRuns + 1
-	path, err := mergeRuns(dir, cands[:k])
-	if err != nil {
-		return nil, err
-	}
-	r, err := openRun(path)
+	r, err := mergeRuns(dir, cands[:k])
 	if err != nil {
 		return nil, err
 	}
 	for _, old := range cands[:k] {
 		old.close()
-		if old.path != path {
+		if old.path != r.path {
 			os.Remove(old.path)
 		}
 	}
@@ -279,8 +271,8 @@ func sortByPriority(runs []*run) {
 }
 
 // build writes one run from the named index objects by an external merge
-// sort and returns its path ("" when no object was read).
-func build(dir string, names []string, read func(string) ([]Entry, error), memRecs int, st *DiskStats) (path string, err error) {
+// sort and returns it opened (nil when no object was read).
+func build(dir string, names []string, read func(string) ([]Entry, error), memRecs int, st *DiskStats) (*run, error) {
 	slices.Sort(names)
 	s := &extSort{dir: dir, memRecs: memRecs, packNum: map[ID]uint32{}}
 	defer s.removeSpills()
@@ -292,30 +284,30 @@ func build(dir string, names []string, read func(string) ([]Entry, error), memRe
 			continue
 		}
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		st.Read++
 		sources = append(sources, name)
 		if err := s.add(entries); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	if len(sources) == 0 {
-		return "", nil
+		return nil, nil
 	}
 	w, err := newRunWriter(dir, 0)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer w.abort()
 	if err := s.writeTo(w); err != nil {
-		return "", err
+		return nil, err
 	}
 	return w.finish(s.packs, sources, false)
 }
 
-// mergeRuns merges runs into one new run file and returns its path.
-func mergeRuns(dir string, runs []*run) (string, error) {
+// mergeRuns merges runs into one new run file and returns it opened.
+func mergeRuns(dir string, runs []*run) (*run, error) {
 	runs = slices.Clone(runs)
 	sortByPriority(runs)
 	packNum := map[ID]uint32{}
@@ -339,11 +331,11 @@ func mergeRuns(dir string, runs []*run) (string, error) {
 	slices.Sort(sources)
 	w, err := newRunWriter(dir, 0)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer w.abort()
 	if err := merge(cursors, func(r *rec) error { w.add(r); return w.err }); err != nil {
-		return "", err
+		return nil, err
 	}
 	return w.finish(packs, sources, false)
 }

@@ -92,10 +92,14 @@ func (w *runWriter) endBlock() {
 	w.block, w.inBlock = w.block[:0], 0
 }
 
-// finish writes the tables and footer and renames the file into place
-// as run-<SHA-256 of its tables>.run (a temporary run keeps its
-// temporary name); packs names the run's pack numbers.
-func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (string, error) {
+// finish writes the tables and footer, renames the file into place as
+// run-<SHA-256 of its tables>.run (a temporary run keeps its temporary
+// name) and returns the run opened through the descriptor it was written
+// with; packs names the run's pack numbers. Another process may delete
+// the file as soon as it has its final name (a run of index objects it
+// does not know yet is stale to it, one overlapping its own build is
+// dropped): the run stays readable here all the same.
+func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (*run, error) {
 	w.endBlock()
 	defer func() {
 		if w.f != nil {
@@ -104,10 +108,10 @@ func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (string
 		}
 	}()
 	if w.err != nil {
-		return "", w.err
+		return nil, w.err
 	}
 	if len(w.stats) > len(packs) {
-		return "", fmt.Errorf("index cache: record names pack %d of %d", len(w.stats)-1, len(packs))
+		return nil, fmt.Errorf("index cache: record names pack %d of %d", len(w.stats)-1, len(packs))
 	}
 	sum := sha256.New()
 	out := io.MultiWriter(w.w, sum)
@@ -125,7 +129,7 @@ func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (string
 	srcBytes := 0
 	for _, s := range sources {
 		if len(s) > math.MaxUint16 {
-			return "", fmt.Errorf("index cache: source name of %d bytes", len(s))
+			return nil, fmt.Errorf("index cache: source name of %d bytes", len(s))
 		}
 		b = binary.BigEndian.AppendUint16(b[:0], uint16(len(s)))
 		b = append(b, s...)
@@ -147,26 +151,31 @@ func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (string
 	b = append(b, digest...)
 	b = append(b, runEndMagic...)
 	if _, err := w.w.Write(b); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := w.w.Flush(); err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := w.f.Close(); err != nil {
-		return "", err
+	st, err := w.f.Stat()
+	if err != nil {
+		return nil, err
 	}
+	r, err := parseRun(w.f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(w.tmp), err)
+	}
+	path := w.tmp
+	if !temporary {
+		// No fsync: a run left half written by a crash fails its checks
+		// and is built again.
+		path = filepath.Join(w.dir, "run-"+hex.EncodeToString(digest[:16])+runSuffix)
+		if err := os.Rename(w.tmp, path); err != nil {
+			return nil, err
+		}
+	}
+	r.f, r.ra, r.path = w.f, w.f, path
 	w.f = nil
-	if temporary {
-		return w.tmp, nil
-	}
-	// No fsync: a run left half written by a crash fails its checks and
-	// is built again.
-	final := filepath.Join(w.dir, "run-"+hex.EncodeToString(digest[:16])+runSuffix)
-	if err := os.Rename(w.tmp, final); err != nil {
-		os.Remove(w.tmp)
-		return "", err
-	}
-	return final, nil
+	return r, nil
 }
 
 // abort drops a run being written.
