@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vmasync/vmasync/remote/pack"
@@ -124,8 +125,10 @@ func (t *testRepo) usable(names []string, h ID) []Location {
 	var out []Location
 	for _, n := range names {
 		for _, e := range t.objects[n] {
-			size, ok := t.sizes[e.Pack]
-			if e.Hash == h && ok && int64(e.Offset)+int64(e.Stored) <= size-int64(pack.TrailerLen) {
+			if e.Hash != h {
+				continue
+			}
+			if size, ok := t.sizes[e.Pack]; ok && int64(e.Offset)+int64(e.Stored) <= size-int64(pack.TrailerLen) {
 				out = append(out, e.Location)
 			}
 		}
@@ -709,4 +712,49 @@ func TestBloomOfAddedRuns(t *testing.T) {
 		t.Fatalf("%d false positives of %d (want about 1 %%)", fp, len(out))
 	}
 	t.Logf("%d false positives of %d", fp, len(out))
+}
+
+// TestDiskIndexOpenWhileOthersDelete: other processes delete the runs of
+// a cache directory they share with this one (a run naming index objects
+// they do not know yet is stale to them; one overlapping their own build
+// is dropped), also a run this process has just built or merged and not
+// yet read. Every open still succeeds with the whole index: a run is
+// read through the descriptor it was written with.
+func TestDiskIndexOpenWhileOthersDelete(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(23, 24))
+	tr := newTestRepo(rng, 12, 50)
+	all := tr.names(nil)
+	dir := t.TempDir()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		repo := filepath.Join(dir, "repo1")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ents, _ := os.ReadDir(repo)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), "run-") {
+					os.Remove(filepath.Join(repo, e.Name()))
+				}
+			}
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	for i := range 40 {
+		names := all[:4+i%9]
+		x, _, err := OpenDisk(DiskOptions{Dir: dir, RepoID: "repo1", Sources: names, MaxRuns: 1, Read: func(n string) ([]Entry, error) {
+			return slices.Clone(tr.objects[n]), nil
+		}})
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		compare(t, x, tr, names, false, rng)
+		x.Close()
+	}
 }
