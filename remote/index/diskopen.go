@@ -277,6 +277,7 @@ func build(dir string, names []string, read func(string) ([]Entry, error), memRe
 	s := &extSort{dir: dir, memRecs: memRecs, packNum: map[ID]uint32{}}
 	defer s.removeSpills()
 	var sources []string
+	records := 0
 	for _, name := range names {
 		entries, err := read(name)
 		if errors.Is(err, ErrSkip) {
@@ -288,6 +289,7 @@ func build(dir string, names []string, read func(string) ([]Entry, error), memRe
 		}
 		st.Read++
 		sources = append(sources, name)
+		records += len(entries)
 		if err := s.add(entries); err != nil {
 			return nil, err
 		}
@@ -295,7 +297,7 @@ func build(dir string, names []string, read func(string) ([]Entry, error), memRe
 	if len(sources) == 0 {
 		return nil, nil
 	}
-	w, err := newRunWriter(dir, 0)
+	w, err := newRunWriter(dir, records)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +316,9 @@ func mergeRuns(dir string, runs []*run) (*run, error) {
 	var packs []ID
 	var sources []string
 	var cursors []cursor
+	var records int64
 	for _, r := range runs {
+		records += r.n
 		remap := make([]uint32, len(r.packs))
 		for i, p := range r.packs {
 			n, ok := packNum[p.ID]
@@ -329,7 +333,7 @@ func mergeRuns(dir string, runs []*run) (*run, error) {
 		cursors = append(cursors, newRunCursor(r, remap))
 	}
 	slices.Sort(sources)
-	w, err := newRunWriter(dir, 0)
+	w, err := newRunWriter(dir, int(min(records, 1<<30)))
 	if err != nil {
 		return nil, err
 	}
