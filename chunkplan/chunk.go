@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/restic/chunker"
 )
@@ -24,6 +25,37 @@ const buffersInFlight = 3
 // DefaultParams) through a channel on its own cost more in goroutine
 // switches than the hashing it overlaps with.
 const batchBytes = 1 << 20
+
+// The batch buffers (1 MiB + MaxSize) and chunkers (a 512 KiB read
+// buffer) of a Split that ran to its end are kept for the next: a push
+// splits every dump it reads, and for small ones these buffers were most
+// of what the push allocated.
+var (
+	batchBufs sync.Pool // *[]byte
+	chunkers  sync.Pool // *chunker.Chunker
+)
+
+// batchBuf returns a batch buffer of n bytes, from batchBufs if it holds
+// one large enough.
+func batchBuf(n int) []byte {
+	if b, ok := batchBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+// newChunker returns a chunker of r with p's boundaries, from chunkers if
+// it holds one.
+func newChunker(r io.Reader, p Params) *chunker.Chunker {
+	ch, ok := chunkers.Get().(*chunker.Chunker)
+	if ok {
+		ch.ResetWithBoundaries(r, p.Polynomial, p.MinSize, p.MaxSize)
+	} else {
+		ch = chunker.NewWithBoundaries(r, p.Polynomial, p.MinSize, p.MaxSize)
+	}
+	ch.SetAverageBits(p.AverageBits)
+	return ch
+}
 
 // Chunk splits the stream r into content-defined chunks with parameters p
 // and calls fn for every chunk, in stream order, with its ChunkRef and its
@@ -71,8 +103,11 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 
 	go func() {
 		defer close(full)
-		ch := chunker.NewWithBoundaries(r, p.Polynomial, p.MinSize, p.MaxSize)
-		ch.SetAverageBits(p.AverageBits)
+		ch := newChunker(r, p)
+		defer func() {
+			ch.ResetWithBoundaries(nil, p.Polynomial, p.MinSize, p.MaxSize) // drop r
+			chunkers.Put(ch)
+		}()
 		eof := false
 		for !eof {
 			var b *batch
@@ -82,7 +117,7 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 				return
 			}
 			if b.buf == nil {
-				b.buf = make([]byte, batchBytes+int(p.MaxSize))
+				b.buf = batchBuf(batchBytes + int(p.MaxSize))
 			}
 			b.ends = b.ends[:0]
 			n := 0
@@ -120,9 +155,20 @@ func Split(r io.Reader, p Params, fn func(data []byte) error) error {
 		}
 	}
 	// Also on a panic in fn: stop the producer and wait for it to exit.
+	// Then every batch buffer is unused: those that came back go to
+	// batchBufs (fn's data is only valid during the call).
 	defer func() {
 		stop()
 		for range full {
+		}
+		for range buffersInFlight {
+			select {
+			case b := <-free:
+				if b.buf != nil {
+					batchBufs.Put(&b.buf)
+				}
+			default:
+			}
 		}
 	}()
 

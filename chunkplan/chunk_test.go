@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"testing/iotest"
 
@@ -271,6 +273,73 @@ func BenchmarkChunk(b *testing.B) {
 		}
 		if n != len(in) {
 			b.Fatalf("chunked %d of %d bytes", n, len(in))
+		}
+	}
+}
+
+// TestSplitReusesBuffers: the batch buffers and chunkers a Split leaves
+// are used by the next ones (sync.Pool). Splits at once, with both
+// parameter sets, some stopped early by their callback, each give the
+// chunks a fresh chunker gives: nothing of one stream or one set of
+// boundaries leaks into another.
+func TestSplitReusesBuffers(t *testing.T) {
+	t.Parallel()
+	params := []Params{DefaultParams(), ResticParams(DefaultPolynomial)}
+	inputs := [][]byte{randomBytes(3, 2<<20+333), randomBytes(4, 300<<10), randomBytes(5, 5<<20)}
+	want := map[[2]int][][32]byte{}
+	for pi, p := range params {
+		for ii, in := range inputs {
+			ch := chunker.NewWithBoundaries(bytes.NewReader(in), p.Polynomial, p.MinSize, p.MaxSize)
+			ch.SetAverageBits(p.AverageBits)
+			buf := make([]byte, p.MaxSize)
+			for {
+				c, err := ch.Next(buf)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[[2]int{pi, ii}] = append(want[[2]int{pi, ii}], sha256.Sum256(c.Data))
+			}
+		}
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for round := range 6 {
+				pi, ii := (g+round)%2, (g+2*round)%3
+				var got [][32]byte
+				stop := errors.New("stop")
+				err := Split(bytes.NewReader(inputs[ii]), params[pi], func(d []byte) error {
+					got = append(got, sha256.Sum256(d))
+					if round == 2 && len(got) == 1 {
+						return stop
+					}
+					return nil
+				})
+				w := want[[2]int{pi, ii}]
+				if round == 2 {
+					if err != stop || len(got) != 1 {
+						errs <- fmt.Errorf("stopped Split: %v after %d chunks", err, len(got))
+						return
+					}
+					w = w[:1]
+				} else if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(got, w) {
+					errs <- fmt.Errorf("set %d, input %d: %d chunks differ from a fresh chunker's %d", pi, ii, len(got), len(w))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
