@@ -14,15 +14,17 @@ import (
 // bytes, allocated as they are first needed.
 func New(size, n int) (*Reader, *Writer) {
 	n = max(n, 1)
-	p := &pipe{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{})}
+	size = max(size, 1)
+	p := &pipe{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{}), size: size}
 	for range n {
 		p.free <- nil
 	}
-	return &Reader{p: p}, &Writer{p: p, size: max(size, 1)}
+	return &Reader{p: p}, &Writer{p: p, size: size}
 }
 
 type pipe struct {
 	full, free chan []byte
+	size       int
 	done       chan struct{} // closed by the reader's CloseWithError
 	once       sync.Once
 	rerr       error // the reader's close error, for both ends
@@ -54,7 +56,7 @@ func (w *Writer) Write(b []byte) (int, error) {
 				return n, err
 			}
 			if buf == nil {
-				buf = make([]byte, 0, w.size)
+				buf = newBuf(w.size)
 			}
 			w.cur = buf
 		}
@@ -113,7 +115,7 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 				return total, err
 			}
 			if buf == nil {
-				buf = make([]byte, 0, w.size)
+				buf = newBuf(w.size)
 			}
 			w.cur = buf
 		}
@@ -171,6 +173,7 @@ func (r *Reader) next() error {
 			r.blk = nil
 		}
 		if r.eof {
+			r.recycle()
 			return r.p.werr
 		}
 		select {
@@ -239,4 +242,48 @@ func (r *Reader) CloseWithError(err error) error {
 		close(r.p.done)
 	})
 	return nil
+}
+
+// The buffers of pipes read to their end are kept for the next pipes of
+// their size (a push makes a pipe of 8 MiB of buffers for every dump).
+var (
+	poolsMu sync.Mutex
+	pools   = map[int]*sync.Pool{}
+)
+
+func poolOf(size int) *sync.Pool {
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	p := pools[size]
+	if p == nil {
+		p = &sync.Pool{}
+		pools[size] = p
+	}
+	return p
+}
+
+// newBuf returns an empty buffer of capacity size.
+func newBuf(size int) []byte {
+	if b, ok := poolOf(size).Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+// recycle gives the pipe's buffers to the pool of their size once the
+// reader has taken all the writer wrote: the writer has closed its end
+// and uses none, the reader holds none (what Read and WriteTo handed
+// out is not to be kept).
+func (r *Reader) recycle() {
+	pool := poolOf(r.p.size)
+	for {
+		select {
+		case b := <-r.p.free:
+			if cap(b) == r.p.size {
+				pool.Put(&b)
+			}
+		default:
+			return
+		}
+	}
 }
