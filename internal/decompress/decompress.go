@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
@@ -98,15 +99,22 @@ func NewReader(r io.Reader) (io.ReadCloser, Format, error) {
 	format := Detect(head)
 	switch format {
 	case Zstd:
-		d, err := zstd.NewReader(br,
-			zstd.WithDecoderConcurrency(1), // streaming, no goroutines
-			zstd.WithDecoderMaxWindow(zstdMaxWindow),
-			zstd.WithDecoderMaxMemory(zstdMaxMemory),
-		)
+		d, err := zstdDecoder(br)
 		if err != nil {
 			return nil, format, wrapErr(format, err)
 		}
-		return &reader{r: d, format: format, close: func() error { d.Close(); return nil }}, format, nil
+		zr := &reader{r: d, format: format}
+		zr.close = func() error {
+			// A decoder that read its stream to the end goes back to the
+			// pool; one that stopped early or failed is closed.
+			if zr.eof && d.Reset(nil) == nil {
+				zstdDecoders.Put(d)
+			} else {
+				d.Close()
+			}
+			return nil
+		}
+		return zr, format, nil
 	case Gzip:
 		// Multistream (the default) reads pigz / concatenated members.
 		z, err := gzip.NewReader(br)
@@ -124,16 +132,40 @@ func NewReader(r io.Reader) (io.ReadCloser, Format, error) {
 	return io.NopCloser(br), Plain, nil
 }
 
+// zstdDecoders keeps the decoders of streams read to their end for the
+// next (a decoder's history buffer is as large as the frame's window, a
+// few MiB, allocated anew for each stream otherwise).
+var zstdDecoders sync.Pool // *zstd.Decoder
+
+// zstdDecoder returns a streaming decoder of r, from zstdDecoders if it
+// holds one.
+func zstdDecoder(r io.Reader) (*zstd.Decoder, error) {
+	if d, ok := zstdDecoders.Get().(*zstd.Decoder); ok {
+		if err := d.Reset(r); err == nil {
+			return d, nil
+		}
+		d.Close()
+	}
+	return zstd.NewReader(r,
+		zstd.WithDecoderConcurrency(1), // streaming, no goroutines
+		zstd.WithDecoderMaxWindow(zstdMaxWindow),
+		zstd.WithDecoderMaxMemory(zstdMaxMemory),
+	)
+}
+
 // reader adapts a decompressor: it prefixes errors with the format name.
 type reader struct {
 	r      io.Reader
 	format Format
 	close  func() error
+	eof    bool // r returned io.EOF
 }
 
 func (r *reader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
+	if err == io.EOF {
+		r.eof = true
+	} else if err != nil {
 		err = wrapErr(r.format, err)
 	}
 	return n, err

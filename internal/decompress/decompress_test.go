@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // tool returns the path of a compressor CLI used to make fixtures. A missing
@@ -275,5 +278,71 @@ func TestHeaderErrors(t *testing.T) {
 	_, _, err = NewReader(bytes.NewReader([]byte("\x89LZO\x00\r\n\x1a\n\x00\x01")))
 	if err == nil || !strings.Contains(err.Error(), "lzop: ") {
 		t.Errorf("bad lzop header: %v", err)
+	}
+}
+
+// TestZstdDecodersReused: decoders of streams read to the end are reused
+// (a pool), those that failed or stopped early are not. Streams with
+// different windows, damaged and cut short ones among them, read at once
+// many times over, each give their own bytes or their own error.
+func TestZstdDecodersReused(t *testing.T) {
+	t.Parallel()
+	a, b := genData(3<<20, 11), genData(700<<10, 12)
+	enc := func(data []byte, window int) []byte {
+		var out bytes.Buffer
+		w, err := zstd.NewWriter(&out, zstd.WithWindowSize(window))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Close()
+		return out.Bytes()
+	}
+	za, zb := enc(a, 8<<20), enc(b, 1<<20)
+	damaged := bytes.Clone(za)
+	damaged[len(damaged)/2] ^= 0x55
+	cut := za[:len(za)/2]
+	errs := make(chan error, 3)
+	for g := range 3 {
+		go func() {
+			for round := range 8 {
+				for i, c := range []struct {
+					comp, want []byte // want nil: an error is expected
+					stopEarly  bool
+				}{{za, a, false}, {damaged, nil, false}, {zb, b, false}, {cut, nil, false}, {za, a, true}} {
+					if (g+round+i)%2 == 1 {
+						continue
+					}
+					r, _, err := NewReader(bytes.NewReader(c.comp))
+					if err != nil {
+						errs <- err
+						return
+					}
+					var got []byte
+					if c.stopEarly {
+						got = make([]byte, 1000)
+						_, err = io.ReadFull(r, got)
+						c.want = a[:1000]
+					} else {
+						got, err = io.ReadAll(r)
+					}
+					r.Close()
+					switch {
+					case c.want == nil && err == nil:
+						errs <- fmt.Errorf("stream %d: no error", i)
+						return
+					case c.want != nil && (err != nil || !bytes.Equal(got, c.want)):
+						errs <- fmt.Errorf("stream %d: %d bytes, %v", i, len(got), err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
