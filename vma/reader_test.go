@@ -156,14 +156,26 @@ func checkArchive(t *testing.T, s vmatest.Spec, data []byte, checkOrder bool) {
 		t.Errorf("read %d of %d bytes", r.Offset(), len(data))
 	}
 	for i := range s.Disks {
-		var img bytes.Buffer
-		if err := s.WriteImage(&img, i); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(img.Bytes(), images[i]) {
-			t.Errorf("disk %d: reassembled image differs from WriteImage", i)
+		img := &sameBytes{want: images[i]}
+		if err := s.WriteImage(img, i); err != nil || img.off != len(images[i]) {
+			t.Errorf("disk %d: reassembled image differs from WriteImage (%v)", i, err)
 		}
 	}
+}
+
+// sameBytes is a writer that fails at the first byte that differs from
+// want (compared as it is written, not held).
+type sameBytes struct {
+	want []byte
+	off  int
+}
+
+func (w *sameBytes) Write(p []byte) (int, error) {
+	if w.off+len(p) > len(w.want) || !bytes.Equal(p, w.want[w.off:w.off+len(p)]) {
+		return 0, fmt.Errorf("differs within bytes %d-%d", w.off, w.off+len(p))
+	}
+	w.off += len(p)
+	return len(p), nil
 }
 
 func isZeroBytes(b []byte) bool {
@@ -202,8 +214,8 @@ func TestWriterRoundTrip(t *testing.T) {
 		data := genArchive(t, s)
 		h, cs := readAll(t, data)
 		rewrite := func(cs []storedCluster) []byte {
-			var out bytes.Buffer
-			w, err := vma.NewWriter(&out, h)
+			out := bytes.NewBuffer(make([]byte, 0, len(data)+vma.ClusterSize)) // about its size
+			w, err := vma.NewWriter(out, h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,8 +264,8 @@ func TestEncodersAgree(t *testing.T) {
 	forEachShape(t, func(t *testing.T, s vmatest.Spec) {
 		want := genArchive(t, s)
 		h := s.Header()
-		var out bytes.Buffer
-		w, err := vma.NewWriter(&out, &h)
+		out := bytes.NewBuffer(make([]byte, 0, len(want)))
+		w, err := vma.NewWriter(out, &h)
 		if err != nil {
 			t.Fatal(err)
 		}
