@@ -13,12 +13,10 @@ import (
 
 func snapshotsCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "snapshots",
-		Usage:     "list the backups on a remote by VM and time",
-		UsageText: "vmasync snapshots [--json] [--vmid ID]... [rclone options] REMOTE",
-		Description: "snapshots lists the complete backups on REMOTE, by VM id and time, with their\n" +
-			"size, the bytes in chunks the VM's previous backup did not have, and whether\n" +
-			"they are protected (a .protected file was pushed with them).",
+		Name:        "snapshots",
+		Usage:       "list the backups on a remote by VM and time",
+		UsageText:   "vmasync snapshots [--json] [--vmid ID]... [rclone options] REMOTE",
+		Description: help("snapshots"),
 		Flags: []cli.Flag{
 			jsonFlag("print JSON on stdout"),
 			vmidFlag("only VM `ID` (repeatable)"),
@@ -97,15 +95,10 @@ func (f *readDataFlag) Set(s string) error {
 
 func checkCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "check",
-		Usage:     "check that every backup on a remote is complete (and, with --read-data, intact)",
-		UsageText: "vmasync check [--read-data[=PERCENT]] [rclone options] REMOTE",
-		Description: "check reads the index and every manifest on REMOTE and checks that every chunk\n" +
-			"a backup references is indexed and lies within a pack that exists.\n" +
-			"--read-data also downloads the packs (--read-data=10 a random 10% of them) and\n" +
-			"checks every chunk against its SHA-256 and every pack's header against the\n" +
-			"pack's name. Each problem is printed on one line naming the backup and the\n" +
-			"chunk (or the pack, for a damaged header); the exit code is then 1.",
+		Name:        "check",
+		Usage:       "check that every backup on a remote is complete (and, with --read-data, intact)",
+		UsageText:   "vmasync check [--read-data[=PERCENT]] [rclone options] REMOTE",
+		Description: help("check"),
 		Flags: []cli.Flag{
 			&cli.GenericFlag{Name: "read-data", Value: &readDataFlag{}, Usage: "download and check the packs: all, or a random `PERCENT` of them (--read-data=10 or --read-data 10)"},
 			verboseFlag("list every backup checked with its result on stdout, and what was read"),

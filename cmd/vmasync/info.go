@@ -15,21 +15,11 @@ import (
 
 func infoCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "info",
-		Usage:     "describe an archive: header, configs, devices, layout, completeness",
-		UsageText: "vmasync info [--json] FILE",
-		ArgsUsage: "FILE",
-		Description: "info reads the whole archive (FILE may be compressed; - reads stdin) and prints\n" +
-			"its uuid, creation time (UTC and local, as `vma list` prints it), header size,\n" +
-			"configs, and per device: id, name, size, clusters, stored data bytes, the share\n" +
-			"of zero 4 KiB blocks and the first missing cluster, if any. It also says how\n" +
-			"many extents the archive has, whether its clusters are stored in device order,\n" +
-			"whether it is in vmasync's optimized form (fixed uuid and in order) and whether\n" +
-			"it is complete.\n\n" +
-			"An incomplete (truncated) archive is described, with an \"incomplete: first\n" +
-			"missing cluster N of DEV\" line, and info exits 0; any other problem (a broken\n" +
-			"checksum, a short extent, ...) is an error and exits 1.\n\n" +
-			"--json prints one JSON object instead (documented in docs/cli.md).",
+		Name:        "info",
+		Usage:       "describe an archive: header, configs, devices, layout, completeness",
+		UsageText:   "vmasync info [--json] FILE",
+		ArgsUsage:   "FILE",
+		Description: help("info"),
 		Flags: []cli.Flag{
 			jsonFlag("print a JSON object (snake_case keys) instead of text"),
 		},

@@ -238,18 +238,7 @@ func newApp(e *env) *cli.App {
 		Usage: "verify, optimize and push Proxmox VE vzdump VMA backups, deduplicated, to any rclone remote",
 		UsageText: "vmasync [--quiet] [--progress auto|always|never] COMMAND [options] ARGS...\n" +
 			"vmasync COMMAND --help",
-		Description: "vmasync reads vzdump VMA backups (.vma, .vma.zst, .vma.gz, .vma.lzo; the\n" +
-			"compression is detected from the content, FILE - reads stdin) and checks them\n" +
-			"as Proxmox's own vma tool does, plus a check that no cluster is missing.\n" +
-			"optimize rewrites them into a canonical form (clusters in device order, a\n" +
-			"fixed uuid) so that two backups of a VM share their unchanged bytes.\n" +
-			"push uploads the dumps of a vzdump directory to an rclone remote (any storage\n" +
-			"rclone speaks, or a local directory), sending only chunks the remote does not\n" +
-			"have; pull, snapshots and check work on that remote.\n" +
-			"Options must come before the file arguments.\n\n" +
-			"Exit codes: 0 ok; 1 invalid or corrupt input, or an operational error;\n" +
-			"2 usage error; 130 interrupted (SIGINT), 141 the reader of the output went away\n" +
-			"(broken pipe), 143 terminated (SIGTERM).",
+		Description:            help("vmasync"),
 		Version:                buildVersion(),
 		Flags:                  globalFlags(),
 		Commands:               commands,

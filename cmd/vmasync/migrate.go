@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -10,18 +11,10 @@ import (
 
 func migrateCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "migrate",
-		Usage:     "upgrade a format 2 repository to format 3 (chunk trees) in place",
-		UsageText: "vmasync migrate [rclone options] REMOTE",
-		Description: fmt.Sprintf("migrate holds the exclusive lock and replaces the config of a format 2\n"+
-			"repository by one of format %d, in one atomic save; nothing else is written.\n"+
-			"Backups pushed before keep their manifests, which this vmasync reads as they\n"+
-			"are; pushes from then on store a backup's chunk list as a tree whose unchanged\n"+
-			"parts are shared between backups, so a night stores metadata in proportion to\n"+
-			"what changed. vmasync versions before format 3 then refuse the repository\n"+
-			"(upgrade vmasync on every host that pushes to it). A repository already at\n"+
-			"format %d is left alone; a format 1 repository cannot be migrated.",
-			remote.FormatVersion, remote.FormatVersion),
+		Name:        "migrate",
+		Usage:       "upgrade a format 2 repository to format 3 (chunk trees) in place",
+		UsageText:   "vmasync migrate [rclone options] REMOTE",
+		Description: help("migrate", "{format}", strconv.Itoa(remote.FormatVersion)),
 		Action: func(cCtx *cli.Context) error {
 			o, args, err := optsArgs(cCtx, 1, 1)
 			if err != nil {

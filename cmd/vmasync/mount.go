@@ -28,26 +28,10 @@ import (
 
 func mountCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "mount",
-		Usage:     "mount the backups on a remote read-only (FUSE): every disk as a raw image, read on demand",
-		UsageText: "vmasync mount [--vmid ID]... [--cache-size SIZE] [--allow-other] [rclone options] REMOTE MOUNTPOINT",
-		Description: "mount shows the backups on REMOTE as a read-only file system at MOUNTPOINT:\n" +
-			"one directory per VM, one per backup named by its vzdump time stamp\n" +
-			"(105/2026_11_21-01_00_02/), holding each disk as disk-<name>.raw (the bytes\n" +
-			"'vmasync unpack' writes, of the disk's size), the configs (qemu-server.conf,\n" +
-			"qemu-server.fw) and the .log and .notes pushed with the backup. A read fetches\n" +
-			"only the chunks that cover it, checks each against its SHA-256 and keeps it in\n" +
-			"a cache of --cache-size bytes shared by all backups; blocks of zeros are served\n" +
-			"without fetching anything; sequential reads are read ahead. A chunk that cannot\n" +
-			"be read or is damaged fails that read with EIO and a line naming the chunk,\n" +
-			"never with wrong bytes. To restore one file, attach a disk read-only and mount\n" +
-			"its partition:\n" +
-			"  losetup -r -P --show -f MOUNTPOINT/105/2026_11_21-01_00_02/disk-drive-scsi0.raw\n" +
-			"  mount -o ro /dev/loop0p1 /mnt/restore\n" +
-			"mount runs in the foreground holding a shared repository lock (prune waits);\n" +
-			"Ctrl-C, SIGTERM or 'umount MOUNTPOINT' unmounts. Backups pushed meanwhile\n" +
-			"appear at the next mount. Needs /dev/fuse (root, or fusermount3 from the\n" +
-			"fuse3 package).",
+		Name:        "mount",
+		Usage:       "mount the backups on a remote read-only (FUSE): every disk as a raw image, read on demand",
+		UsageText:   "vmasync mount [--vmid ID]... [--cache-size SIZE] [--allow-other] [rclone options] REMOTE MOUNTPOINT",
+		Description: help("mount"),
 		Flags: []cli.Flag{
 			vmidFlag("only the backups of VM `ID` (repeatable)"),
 			&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "keep up to `SIZE` of chunks in memory (256M, 1G)"},

@@ -13,30 +13,11 @@ import (
 // optimizeCommand is "vmasync optimize" (optimizeAction).
 func optimizeCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "optimize",
-		Usage:     "rewrite an archive into a deterministic, deduplication-friendly form",
-		UsageText: "vmasync optimize [-v] [--force] [--compress zstd] [--window BYTES] SRC [DST]",
-		ArgsUsage: "SRC [DST]",
-		Description: "optimize rewrites the archive SRC (it may be compressed; - reads stdin) so that\n" +
-			"two backups of the same VM share their bytes: every cluster of device 1 in\n" +
-			"ascending order, then device 2, and so on, and the fixed uuid\n" +
-			vma.OptimizedUUID.String() + " in the header and every extent. ctime,\n" +
-			"configs and devices stay; device ids become 1..n in their order. The output\n" +
-			"depends only on the archive's content: the same disks and configs give the same\n" +
-			"bytes whatever order vzdump stored the clusters in. The input is verified as it\n" +
-			"is read (every check of `vmasync verify`); on any error no output is left.\n\n" +
-			"Without DST, SRC is replaced: the output is written to a temporary file beside\n" +
-			"it, synced, and renamed over SRC only when complete. An SRC that is already\n" +
-			"optimized is left alone unless --force is given. An existing DST file is\n" +
-			"replaced only with --force. DST - writes stdout, e.g.\n" +
-			"  vmasync optimize dump.vma.zst - | restic backup --stdin --stdin-filename dump.vma\n\n" +
-			"A plain SRC file is indexed first and read back with positioned reads. Other\n" +
-			"input (stdin, .zst, .gz, .lzo) is reordered as a stream: clusters that arrive\n" +
-			"early are held in memory up to --window and spilled to an unlinked temporary\n" +
-			"file ($TMPDIR) beyond it.\n\n" +
-			"--compress zstd compresses the output. Compressed archives hide their shared\n" +
-			"bytes from restic, borg and rdiff; keep the output uncompressed when it goes to\n" +
-			"a deduplicating store.",
+		Name:        "optimize",
+		Usage:       "rewrite an archive into a deterministic, deduplication-friendly form",
+		UsageText:   "vmasync optimize [-v] [--force] [--compress zstd] [--window BYTES] SRC [DST]",
+		ArgsUsage:   "SRC [DST]",
+		Description: help("optimize", "{uuid}", vma.OptimizedUUID.String()),
 		Flags: []cli.Flag{
 			forceFlag("rewrite SRC even if it is already optimized; replace an existing DST"),
 			&cli.StringFlag{Name: "compress", Usage: "compress the output: `ALGO` is zstd (defeats deduplication downstream)"},

@@ -15,23 +15,11 @@ import (
 
 func packCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "pack",
-		Usage:     "create an uncompressed archive from a directory written by unpack",
-		UsageText: "vmasync pack [-v] [--force] [--uuid UUID] [--ctime UNIX] DIR OUT",
-		ArgsUsage: "DIR OUT",
-		Description: "pack is the inverse of unpack: it writes a VMA archive to OUT (- writes stdout)\n" +
-			"from DIR, where disk-<name>.raw files are the device images (vmstate.bin the VM\n" +
-			"state; devices ordered by name) and the other regular files not starting with\n" +
-			"\".\" are configs (qemu-server.conf first, then qemu-server.fw, then by name).\n" +
-			"Devices are stored one after another in cluster order, 58 clusters per extent\n" +
-			"and zero 4 KiB blocks left out, as Proxmox writes them. Image sizes need not be\n" +
-			"multiples of 64 KiB. The output is not compressed.\n\n" +
-			"OUT is written under a temporary name in its directory and renamed when\n" +
-			"complete: on error nothing is left at OUT. An existing OUT is replaced only\n" +
-			"with --force; an existing device or FIFO (/dev/null, a named pipe) is written\n" +
-			"in place. OUT must not be inside DIR.\n\n" +
-			"--uuid sets the archive uuid (default: random, as vzdump does); --ctime sets the\n" +
-			"creation time in seconds since the epoch (default: now). -v prints a summary.",
+		Name:        "pack",
+		Usage:       "create an uncompressed archive from a directory written by unpack",
+		UsageText:   "vmasync pack [-v] [--force] [--uuid UUID] [--ctime UNIX] DIR OUT",
+		ArgsUsage:   "DIR OUT",
+		Description: help("pack"),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "uuid", Usage: "archive `UUID` (8-4-4-4-12 hex; default random)"},
 			&cli.Int64Flag{Name: "ctime", Usage: "creation time, `UNIX` seconds since the epoch", DefaultText: "now"},

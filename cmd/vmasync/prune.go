@@ -59,21 +59,10 @@ func keepRules(cCtx *cli.Context) (remote.KeepRules, error) {
 
 func pruneCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "prune",
-		Usage:     "remove old backups from a remote by Proxmox's keep rules, and free their space",
-		UsageText: "vmasync prune [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-all] [--dry-run] [--json] [--vmid ID]... [rclone options] REMOTE",
-		Description: "prune applies the retention options of vzdump --prune-backups and Proxmox Backup\n" +
-			"Server to the backups of each VM on REMOTE: newest first, keep-last, then\n" +
-			"keep-hourly, -daily, -weekly (ISO weeks), -monthly and -yearly each keep the\n" +
-			"newest backup of their next N periods not covered by an earlier rule. Backups\n" +
-			"pushed with a .protected file are always kept and not counted. Without any\n" +
-			"keep rule (or with --keep-all) nothing is removed. --dry-run lists every\n" +
-			"backup with the rule that keeps it or why it would go, and estimates the pack\n" +
-			"bytes left after removing them (from the index, without downloading packs).\n\n" +
-			"Removing a backup removes its manifest and sidecars; then the packs that no\n" +
-			"remaining backup uses are deleted and packs that are mostly unused\n" +
-			"(--repack-threshold) are rewritten, so that the remote shrinks. prune holds an\n" +
-			"exclusive lock: pushes wait for it (--lock-wait) and it waits for them.",
+		Name:        "prune",
+		Usage:       "remove old backups from a remote by Proxmox's keep rules, and free their space",
+		UsageText:   "vmasync prune [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-all] [--dry-run] [--json] [--vmid ID]... [rclone options] REMOTE",
+		Description: help("prune"),
 		Flags: append(keepFlags(),
 			&cli.BoolFlag{Name: "keep-all", Usage: "keep every backup (GC still runs)"},
 			dryRunFlag("say what would be removed and freed; change nothing"),
@@ -219,13 +208,10 @@ func printGC(e *env, res *remote.GCResult, gone, marks int, rules remote.KeepRul
 
 func unlockCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "unlock",
-		Usage:     "remove stale locks from a remote",
-		UsageText: "vmasync unlock [--all] [rclone options] REMOTE",
-		Description: "unlock removes the locks of vmasync processes that are gone: on this host, a\n" +
-			"process that no longer runs; elsewhere, a lock not refreshed for 30 minutes.\n" +
-			"--all removes every lock, and the temporary objects of lock saves cut short:\n" +
-			"only when no vmasync command uses the remote.",
+		Name:        "unlock",
+		Usage:       "remove stale locks from a remote",
+		UsageText:   "vmasync unlock [--all] [rclone options] REMOTE",
+		Description: help("unlock"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Usage: "remove all locks, also live ones"},
 		},

@@ -22,33 +22,10 @@ import (
 
 func pushCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "push",
-		Usage:     "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
-		UsageText: "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--keep-last N] [--keep-daily N] [--keep-...] [--retries N] [--compression LEVEL] [--temp-dir DIR] [--force] [rclone options] DUMPDIR REMOTE",
-		Description: "push finds the vzdump VM backups in DUMPDIR (vzdump-qemu-<vmid>-<date>.vma,\n" +
-			".vma.zst, .vma.gz, .vma.lzo; container backups and vzdump's unfinished .dat/.tmp\n" +
-			"files are skipped), and uploads each that REMOTE does not hold yet, each VM's\n" +
-			"oldest first. Every dump is read once: decompressed, verified, optimized,\n" +
-			"chunked and hashed as one stream; only chunks the remote does not have are\n" +
-			"compressed into packs and uploaded; the dump's .log, .notes and .protected files\n" +
-			"follow; its manifest is written last, so that a backup is visible only when all\n" +
-			"of its data is stored. Local dumps are never changed. An interrupted push\n" +
-			"resumes on the next run without uploading finished packs again. An empty remote\n" +
-			"is initialised first.\n\n" +
-			"REMOTE is a remote of your rclone.conf (name:path), a connection string\n" +
-			"(:sftp,host=...,user=...:path) or a local directory. Per dump, push prints the\n" +
-			"archive size, the bytes new to the remote and shared with it, and what was\n" +
-			"uploaded after compression; --json prints one JSON document instead. A dump that\n" +
-			"fails (corrupt, network) is reported and the others still go; the exit code is\n" +
-			"then 1. Network failures are retried --retries times per dump.\n\n" +
-			"An empty DUMPDIR (no vzdump VM backup in it), or a --vmid selection that\n" +
-			"matches no dump, is an error (exit 1): a nightly job that finds nothing has\n" +
-			"failed. With the keep rules of prune (--keep-last, --keep-daily, ...), push\n" +
-			"applies them to the remote's backups together with the local dumps first and\n" +
-			"skips the dumps they would remove (\"skipped: the keep rules would prune\n" +
-			"it\"), so that a backup prune removed does not come back from a dump still in\n" +
-			"DUMPDIR. push initialises an empty remote, and refuses a non-empty directory\n" +
-			"that is not a vmasync repository unless --force.",
+		Name:        "push",
+		Usage:       "upload new vzdump VM backups of a dump directory, deduplicated, to an rclone remote",
+		UsageText:   "vmasync push [-v] [--json] [--dry-run] [--vmid ID]... [--keep-last N] [--keep-daily N] [--keep-...] [--retries N] [--compression LEVEL] [--temp-dir DIR] [--force] [rclone options] DUMPDIR REMOTE",
+		Description: help("push"),
 		Flags: append(keepFlags(),
 			dryRunFlag("read and chunk the dumps and say what would be uploaded, without uploading"),
 			jsonFlag("print the results as JSON on stdout"),

@@ -22,15 +22,10 @@ import (
 
 func configCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "config",
-		Usage:     "create or edit the remotes of rclone.conf interactively (rclone's own config editor)",
-		UsageText: "vmasync config [--rclone-config FILE]",
-		Description: "config runs rclone's interactive configuration editor, as 'rclone config' does,\n" +
-			"on the rclone.conf vmasync reads (--rclone-config FILE, $RCLONE_CONFIG, else\n" +
-			"rclone's default ~/.config/rclone/rclone.conf, created if missing). It can add,\n" +
-			"edit, delete, rename and copy remotes of every backend vmasync is built with,\n" +
-			"including crypt, whose passwords it obscures. The file holds credentials:\n" +
-			"chmod 600 it. Answers may also come from a pipe, one per line.",
+		Name:        "config",
+		Usage:       "create or edit the remotes of rclone.conf interactively (rclone's own config editor)",
+		UsageText:   "vmasync config [--rclone-config FILE]",
+		Description: help("config"),
 		Flags: []cli.Flag{
 			&cli.PathFlag{Name: "rclone-config", EnvVars: []string{"VMASYNC_RCLONE_CONFIG", "RCLONE_CONFIG"}, Usage: "rclone config `FILE` to edit (default: rclone's own search, ~/.config/rclone/rclone.conf)"},
 		},
@@ -99,16 +94,10 @@ func readLinesFrom(in io.Reader, out io.Writer) func() {
 
 func obscureCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "obscure",
-		Usage:     "obscure a password for rclone.conf (as 'rclone obscure')",
-		UsageText: "vmasync obscure [PASSWORD|-]",
-		Description: "obscure prints PASSWORD in the obscured form rclone.conf wants for passwords\n" +
-			"(crypt's password and password2, sftp's pass, ...), as 'rclone obscure' does.\n" +
-			"Without PASSWORD, or with -, it reads the first line of standard input (from a\n" +
-			"terminal without echo), which keeps the password out of the shell's history:\n" +
-			"  vmasync obscure\n" +
-			"  printf '%s\\n' \"$PASS\" | vmasync obscure\n" +
-			"Obscuring is not encryption: anyone with the obscured text can reveal it.",
+		Name:        "obscure",
+		Usage:       "obscure a password for rclone.conf (as 'rclone obscure')",
+		UsageText:   "vmasync obscure [PASSWORD|-]",
+		Description: help("obscure"),
 		Action: func(cCtx *cli.Context) error {
 			if _, err := globalOpts(cCtx); err != nil {
 				return err

@@ -166,14 +166,10 @@ func withRemoteFlags(c *cli.Command) *cli.Command {
 
 func initCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "init",
-		Usage:     "create an empty vmasync repository on an rclone remote",
-		UsageText: "vmasync init [--force] [rclone options] REMOTE",
-		Description: "init writes the repository's config object (format version, chunking\n" +
-			"parameters, compression) to REMOTE: a remote of your rclone.conf (name:path),\n" +
-			"a connection string (:sftp,host=...:path) or a local directory. push does this\n" +
-			"itself on an empty remote. See docs/repository.md for the layout. A directory\n" +
-			"that holds other things is refused unless --force.",
+		Name:        "init",
+		Usage:       "create an empty vmasync repository on an rclone remote",
+		UsageText:   "vmasync init [--force] [rclone options] REMOTE",
+		Description: help("init"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "create the repository even in a non-empty directory"},
 		},
@@ -235,26 +231,10 @@ func openRepo(e *env, cCtx *cli.Context, o opts, s string) (context.Context, *re
 // pullCommand is "vmasync pull": pullAction, or pullDisks with --disk.
 func pullCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "pull",
-		Usage:     "rebuild a backup from a remote as a VMA file that Proxmox restores",
-		UsageText: "vmasync pull [--compress zstd] [--disk NAME]... [--manifest] [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
-		Description: "pull rebuilds the optimized VMA of a backup byte for byte (every chunk and the\n" +
-			"whole archive are checked against their SHA-256) and writes it under its vzdump\n" +
-			"name (vzdump-qemu-<vmid>-<date>.vma) into DEST (a directory, default .) with the\n" +
-			".log, .notes and .protected pushed with it, or to the file DEST, or to stdout\n" +
-			"with -:\n" +
-			"  vmasync pull REMOTE 105@latest - | qmrestore - 105\n" +
-			"TIME is the vzdump time stamp (2026_11_21-01_00_02), a date-time\n" +
-			"(2026-11-21T01:00:02) or a unique prefix of one; without it, the newest backup.\n" +
-			"The file appears only when complete. Existing files (the archive or the\n" +
-			"files pushed with it) are replaced only with --force.\n\n" +
-			"With --disk NAME, pull writes only that disk as a sparse raw image, the bytes\n" +
-			"'vmasync unpack' writes, fetching only its chunks: to the file DEST, to stdout\n" +
-			"with -, or as disk-NAME.raw into the directory DEST (--disk may repeat).\n\n" +
-			"With --manifest, pull writes the backup's chunk manifest (docs/manifest.md, as\n" +
-			"'vmasync manifest' writes it from the dump) instead of the archive, built from\n" +
-			"what the repository stores, downloading no chunk: to the file DEST, to stdout\n" +
-			"with -, or as <backup>.manifest into the directory DEST.",
+		Name:        "pull",
+		Usage:       "rebuild a backup from a remote as a VMA file that Proxmox restores",
+		UsageText:   "vmasync pull [--compress zstd] [--disk NAME]... [--manifest] [--force] [rclone options] REMOTE VMID[@TIME|@latest] [DEST|-]",
+		Description: help("pull"),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "compress", Usage: "write a .vma.zst: `ALGO` is zstd"},
 			&cli.BoolFlag{Name: "manifest", Usage: "write the backup's chunk manifest instead of the archive"},

@@ -12,18 +12,10 @@ import (
 
 func repairCommand(e *env) *cli.Command {
 	return withRemoteFlags(&cli.Command{
-		Name:      "repair",
-		Usage:     "rebuild a remote's index from its packs and set damaged objects aside",
-		UsageText: "vmasync repair [--read-data] [--dry-run] [--dump-dir DUMPDIR] [rclone options] REMOTE",
-		Description: "repair holds the exclusive lock (as prune does), reads every pack's header\n" +
-			"(with --read-data every chunk too), and moves what is damaged (packs that do not\n" +
-			"read, index objects that do not match their names, manifests that do not parse)\n" +
-			"under damaged/ on the remote, never deleting it; the chunks of a damaged pack\n" +
-			"that still match their hashes are copied into a new pack first. It writes a\n" +
-			"new index of every readable pack, removes the old index objects, and lists the\n" +
-			"backups that lost data, with the local dump (from --dump-dir) whose 'vmasync\n" +
-			"push' stores each again. The next push does that by itself for the dumps it\n" +
-			"finds. Exit 1 when backups lost data and no dump was found for some of them.",
+		Name:        "repair",
+		Usage:       "rebuild a remote's index from its packs and set damaged objects aside",
+		UsageText:   "vmasync repair [--read-data] [--dry-run] [--dump-dir DUMPDIR] [rclone options] REMOTE",
+		Description: help("repair"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "download every pack and check every chunk (without it, damage inside a chunk is not seen)"},
 			dryRunFlag("say what would be done, change nothing"),

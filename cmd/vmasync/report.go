@@ -78,27 +78,11 @@ func reportInput(e *env, path string) (report.Input, func(), error) {
 // reportCommand is "vmasync report" (reportAction).
 func reportCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "report",
-		Usage:     "show how much of backup B is new against backup A, per device, and what it costs",
-		UsageText: "vmasync report [--json] [--polynomial HEX] [--price-per-tb PRICE] [--upload-mbps MBPS] [--window BYTES] A B",
-		ArgsUsage: "A B",
-		Description: "report compares backup B with the earlier backup A of the same VM. A and B are\n" +
-			"archives (.vma, .vma.zst, .vma.gz, .vma.lzo) or manifests saved by\n" +
-			"'vmasync manifest'. Each archive is read once and optimized as a stream (no\n" +
-			"temporary copy). For the whole archive and per device it shows:\n" +
-			"  floor             the 64 KiB clusters whose content differs between A and B\n" +
-			"                    and their bytes: what any backup tool must store at least;\n" +
-			"  restic original   the new bytes restic stores for B after A, as vzdump wrote\n" +
-			"                    them (restic's chunk sizes: min 512 KiB, max 8 MiB);\n" +
-			"  restic optimized  the same after 'vmasync optimize';\n" +
-			"  vmasync           the new bytes with vmasync's own chunk sizes (min 4 KiB,\n" +
-			"                    about 8 KiB average, max 64 KiB), as its store keeps them.\n" +
-			"--polynomial takes a restic repository's chunker_polynomial ('restic cat\n" +
-			"config') and makes the restic columns exact; without it they use vmasync's\n" +
-			"polynomial, statistically the same. A manifest input answers only the\n" +
-			"columns made with its chunk sizes; the others are n/a. --price-per-tb\n" +
-			"(price per 10^12 bytes) and --upload-mbps (10^6 bits/s) add cost and upload\n" +
-			"time of the new bytes.",
+		Name:        "report",
+		Usage:       "show how much of backup B is new against backup A, per device, and what it costs",
+		UsageText:   "vmasync report [--json] [--polynomial HEX] [--price-per-tb PRICE] [--upload-mbps MBPS] [--window BYTES] A B",
+		ArgsUsage:   "A B",
+		Description: help("report"),
 		Flags: []cli.Flag{
 			jsonFlag("print a JSON object (see docs/cli.md)"),
 			&cli.StringFlag{Name: "polynomial", Usage: "restic repository chunker polynomial, `HEX`"},
@@ -372,19 +356,11 @@ func writeReportJSON(w io.Writer, r *report.Result, est estimates) error {
 
 func manifestCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "manifest",
-		Usage:     "save the chunk manifest of an archive for later reports",
-		UsageText: "vmasync manifest [-v] [--polynomial HEX] [--force] [--window BYTES] -o OUT FILE",
-		ArgsUsage: "FILE",
-		Description: "manifest optimizes FILE as a stream (it may be compressed; - reads stdin),\n" +
-			"splits the optimized bytes into content-defined chunks and writes their\n" +
-			"SHA-256 hashes and lengths, with the devices and backup time, to OUT\n" +
-			"(format: docs/manifest.md). OUT is written under a temporary name and\n" +
-			"renamed when complete; an existing OUT is replaced only with --force.\n" +
-			"'vmasync report OUT B' then compares a later backup B\n" +
-			"with it without the archive. The chunk sizes are vmasync's own (min 4 KiB,\n" +
-			"average bits 12, max 64 KiB); --polynomial HEX makes it restic's sizes with a\n" +
-			"restic repository's polynomial instead, for the 'restic optimized' column.",
+		Name:        "manifest",
+		Usage:       "save the chunk manifest of an archive for later reports",
+		UsageText:   "vmasync manifest [-v] [--polynomial HEX] [--force] [--window BYTES] -o OUT FILE",
+		ArgsUsage:   "FILE",
+		Description: help("manifest"),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT` (required)"},
 			&cli.StringFlag{Name: "polynomial", Usage: "use restic's chunk sizes with this restic repository polynomial, `HEX`"},

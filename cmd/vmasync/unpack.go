@@ -13,23 +13,11 @@ import (
 
 func unpackCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "unpack",
-		Usage:     "extract configs and disk images from an archive into a directory",
-		UsageText: "vmasync unpack [-v] [--device NAME]... FILE DIR",
-		ArgsUsage: "FILE DIR",
-		Description: "unpack reads FILE (it may be compressed; - reads stdin) and writes into DIR,\n" +
-			"as `vma extract` does: every config under its name (e.g. qemu-server.conf) and\n" +
-			"each device as a sparse raw image disk-<name>.raw of exactly the device size\n" +
-			"(the VM state as vmstate.bin). DIR is created if missing; existing files are\n" +
-			"never overwritten, and names from the archive that are not plain file names are\n" +
-			"refused. The archive is checked as `vmasync verify` checks it, except that only\n" +
-			"the extracted devices must be complete (a missing cluster in one of them is an\n" +
-			"error, as with `vma extract`). Files are written under temporary\n" +
-			"names and appear only when the whole archive has been read and checked, so a\n" +
-			"failure leaves no files behind.\n\n" +
-			"--device limits extraction to the named devices (configs are always written).\n" +
-			"It can be repeated or given a comma-separated list.\n\n" +
-			"unpack prints nothing on success; -v lists the files written with their sizes.",
+		Name:        "unpack",
+		Usage:       "extract configs and disk images from an archive into a directory",
+		UsageText:   "vmasync unpack [-v] [--device NAME]... FILE DIR",
+		ArgsUsage:   "FILE DIR",
+		Description: help("unpack"),
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "device", Aliases: []string{"d"}, Usage: "extract only device `NAME` (e.g. drive-scsi0); repeatable"},
 			verboseFlag("list the files written with their sizes"),

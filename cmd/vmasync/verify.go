@@ -11,24 +11,11 @@ import (
 
 func verifyCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "verify",
-		Usage:     "check archives completely, including that no cluster is missing",
-		UsageText: "vmasync verify [-v] [--proxmox] FILE...",
-		ArgsUsage: "FILE...",
-		Description: "verify reads each FILE completely (it may be compressed; - reads stdin) and\n" +
-			"makes every check of Proxmox's `vma verify`: header and extent checksums, uuids,\n" +
-			"magic numbers, block counts, device ids, cluster numbers, duplicate clusters,\n" +
-			"blocks past the device end, vmstate order. It also checks that every cluster of\n" +
-			"every disk is present, as `vma extract` (and so a restore) requires: an\n" +
-			"incomplete or truncated archive is invalid. Data blocks have no checksum in the\n" +
-			"VMA format, so their contents cannot be verified.\n\n" +
-			"It prints \"FILE: ok\" per valid file on stdout and one error line per invalid\n" +
-			"file on stderr, and exits 0 only if all files are valid.\n\n" +
-			"--proxmox makes the checks of `vma verify` only: it leaves out the completeness\n" +
-			"check, so a truncated archive can pass, as with Proxmox; its ok line then says\n" +
-			"that completeness was not checked.\n\n" +
-			"-v also prints the `vma list` lines (CFG:, DEV:, CTIME:) before the check,\n" +
-			"progress lines on stderr and a summary of zero data after it, like `vma verify -v`.",
+		Name:        "verify",
+		Usage:       "check archives completely, including that no cluster is missing",
+		UsageText:   "vmasync verify [-v] [--proxmox] FILE...",
+		ArgsUsage:   "FILE...",
+		Description: help("verify"),
 		Flags: []cli.Flag{
 			verboseFlag("print the header, progress lines and a zero-data summary"),
 			&cli.BoolFlag{Name: "proxmox", Usage: "make only the checks of Proxmox's vma verify (no completeness check)"},
