@@ -125,11 +125,15 @@ func killAnywhere(t *testing.T, n nights, rem, dir string, opts ...string) {
 	nights, want := n.dirs, n.want
 	killed := 0
 	const rounds = 12
+	// The kill comes at a random moment up to bound[command and night]
+	// after the start (1.5 s at first). A command that finishes first sets
+	// the bound to the time it took: the pushes after a night's first are
+	// short (little or nothing left to upload), and kills drawn from the
+	// first push's range missed them (3-5 of 12 runs were killed).
+	bound := map[string]time.Duration{}
 	for round := range rounds {
 		// Pushes and prunes are slowed by --bwlimit so that a kill lands
-		// inside them. Unkilled, on a local directory, a first push takes
-		// about 2 s, a later night's (5 % changed, little to upload, at
-		// a quarter of the rate) 0.5 s, a prune that repacks 2 s.
+		// inside them rather than after them.
 		dir := nights[round/4]
 		bw := "4M"
 		if round >= 4 {
@@ -143,12 +147,19 @@ func killAnywhere(t *testing.T, n nights, rem, dir string, opts ...string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		delay := time.Duration(20+rng.IntN(1500)) * time.Millisecond
+		key := fmt.Sprint(args[0], round/4)
+		if bound[key] == 0 {
+			bound[key] = 1500 * time.Millisecond
+		}
+		delay := 20*time.Millisecond + time.Duration(rng.Int64N(int64(bound[key])))
+		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
 		case <-done:
-			t.Logf("round %d: %s finished before the kill at %s", round, args[0], delay)
+			took := time.Since(start)
+			bound[key] = max(took, 50*time.Millisecond)
+			t.Logf("round %d: %s finished in %s, before the kill at %s", round, args[0], took.Round(time.Millisecond), delay)
 		case <-time.After(delay):
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-done
