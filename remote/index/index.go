@@ -102,7 +102,11 @@ func Decode(data []byte, id ID) ([]Entry, error) {
 		return nil, bad("%v", err)
 	}
 	defer dec.Close()
-	b, err := io.ReadAll(io.LimitReader(dec, MaxObject+1))
+	hint := 0
+	if fh.HasFCS {
+		hint = int(fh.FrameContentSize)
+	}
+	b, err := readBounded(dec, hint, MaxObject)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -347,3 +351,30 @@ func (m Marks) Set(i int) { m[i/64] |= 1 << (i % 64) }
 
 // Has reports whether position i is marked.
 func (m Marks) Has(i int) bool { return m[i/64]&(1<<(i%64)) != 0 }
+
+// readBounded reads r to its end into one buffer, of hint bytes at once
+// when the frame declares its size, else doubling from 64 KiB (all it
+// allocates stays under twice what it returns; io.ReadAll's gentler
+// growth allocated five times as much). It stops at limit+1 bytes, so
+// that the caller sees that r holds more than limit.
+func readBounded(r io.Reader, hint, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(max(hint, 64<<10), limit)+1)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return buf, nil
+			}
+			nb := make([]byte, len(buf), min(2*cap(buf), limit+1))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}

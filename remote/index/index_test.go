@@ -1,9 +1,13 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"runtime"
 	"testing"
+	"testing/iotest"
 
 	"github.com/vmasync/vmasync/remote/pack"
 )
@@ -142,5 +146,38 @@ func TestPosAndMarks(t *testing.T) {
 	}
 	if _, ok := x.Pos(ID{0xff, 0xff, 1}); ok {
 		t.Fatal("an absent chunk has a position")
+	}
+}
+
+// TestReadBounded: readBounded returns what r holds, up to limit+1 bytes
+// (so that more than limit shows), allocating once when the size is
+// declared and by doubling otherwise.
+func TestReadBounded(t *testing.T) {
+	// Not parallel: AllocsPerRun.
+	data := bytes.Repeat([]byte("0123456789abcdef"), 50000) // 800,000 bytes
+	for _, c := range []struct {
+		name        string
+		hint, limit int
+		want        int
+		maxCap      int
+	}{
+		{"declared size", len(data), 1 << 20, len(data), len(data) + 1},
+		{"no size", 0, 1 << 20, len(data), 1<<20 + 1},
+		{"more than the limit", 0, 100000, 100001, 100001},
+		{"declared size, more than the limit", len(data), 100000, 100001, 100001},
+		{"declared size too small", 1000, 1 << 20, len(data), 1<<20 + 1},
+	} {
+		b, err := readBounded(struct{ io.Reader }{bytes.NewReader(data)}, c.hint, c.limit)
+		if err != nil || len(b) != c.want || !bytes.Equal(b, data[:len(b)]) || cap(b) > c.maxCap {
+			t.Errorf("%s: %d bytes (cap %d), %v; want %d bytes, cap at most %d", c.name, len(b), cap(b), err, c.want, c.maxCap)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := readBounded(io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(boom)), 0, 1<<20); !errors.Is(err, boom) {
+		t.Errorf("read error: %v", err)
+	}
+	n := testing.AllocsPerRun(5, func() { readBounded(bytes.NewReader(data), len(data), 1<<20) })
+	if n > 2 {
+		t.Errorf("%v allocations with the size declared", n)
 	}
 }
