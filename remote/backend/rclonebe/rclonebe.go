@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"net/textproto"
 	"time"
 
 	"github.com/rclone/rclone/fs"
@@ -63,6 +64,14 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %v", backend.ErrNotFound, err)
 	}
 	if fserrors.ShouldRetry(err) || fserrors.IsRetryError(err) {
+		return transient{err}
+	}
+	// An FTP reply of the 4xx class is a transient negative completion
+	// (RFC 959 4.2.1: the action may be requested again); rclone's ftp
+	// backend retries only 421 and 426 itself. Servers answer 450 to a
+	// STOR they could not carry out for the moment.
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 400 && te.Code < 500 {
 		return transient{err}
 	}
 	return err

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	_ "github.com/rclone/rclone/backend/local"
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/fserrors"
 
 	"github.com/vmasync/vmasync/remote/backend"
 )
@@ -100,5 +104,28 @@ func TestBwLimitHolds(t *testing.T) {
 	t.Logf("8 MiB at --bwlimit 4M: %.2f s, %.1f MiB/s", el.Seconds(), rate)
 	if el < 750*time.Millisecond {
 		t.Fatalf("8 MiB saved in %s at --bwlimit 4M: the limit does not hold", el)
+	}
+}
+
+// TestClassify: what push retries (backend.ErrTransient) and what it
+// takes as an object that is not there (backend.ErrNotFound).
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name                string
+		err                 error
+		transient, notFound bool
+	}{
+		{"FTP 450 on STOR", fmt.Errorf("update stor: %w", &textproto.Error{Code: 450, Msg: "error during transfer: file does not exist"}), true, false},
+		{"FTP 421", &textproto.Error{Code: 421, Msg: "service not available"}, true, false},
+		{"FTP 550", fmt.Errorf("update stor: %w", &textproto.Error{Code: 550, Msg: "permission denied"}), false, false},
+		{"object not found", fs.ErrorObjectNotFound, false, true},
+		{"retry error", fserrors.RetryErrorf("try again"), true, false},
+		{"plain error", errors.New("quota exceeded"), false, false},
+	} {
+		err := classify(c.err)
+		if errors.Is(err, backend.ErrTransient) != c.transient || errors.Is(err, backend.ErrNotFound) != c.notFound {
+			t.Errorf("%s: %v: transient %v, not found %v", c.name, err, errors.Is(err, backend.ErrTransient), errors.Is(err, backend.ErrNotFound))
+		}
 	}
 }
