@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"io"
 	"math/rand/v2"
@@ -216,30 +215,14 @@ func pullBytes(t testing.TB, ctx context.Context, r *Repository, vmid, sel strin
 	if err := r.RestoreBackup(ctx, b, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	whole := &sameAs{want: out.Bytes()}
+	whole := vmatest.NewComparer(out.Bytes())
 	if err := r.Restore(ctx, m, whole, nil); err != nil {
-		t.Fatalf("%s: %v", b.Name, err)
+		t.Fatalf("%s: Restore of its Manifest against RestoreBackup's output: %v", b.Name, err)
 	}
-	if whole.off != out.Len() {
-		t.Fatalf("%s: Restore of its Manifest gives %d bytes, RestoreBackup %d", b.Name, whole.off, out.Len())
+	if !whole.Complete() {
+		t.Fatalf("%s: Restore of its Manifest gives %d bytes, RestoreBackup %d", b.Name, whole.Written(), out.Len())
 	}
 	return out.Bytes()
-}
-
-// sameAs is a writer that fails where what is written differs from
-// want at the same offset: Restore of a manifest compared with what
-// RestoreBackup wrote, without a second copy in memory.
-type sameAs struct {
-	want []byte
-	off  int
-}
-
-func (s *sameAs) Write(p []byte) (int, error) {
-	if s.off+len(p) > len(s.want) || !bytes.Equal(p, s.want[s.off:s.off+len(p)]) {
-		return 0, fmt.Errorf("RestoreBackup and Restore of its Manifest differ in bytes %d-%d", s.off, s.off+len(p))
-	}
-	s.off += len(p)
-	return len(p), nil
 }
 
 // pullSum is for backups too large to hold: the hash (optimizedSum's) of

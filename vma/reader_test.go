@@ -156,26 +156,11 @@ func checkArchive(t *testing.T, s vmatest.Spec, data []byte, checkOrder bool) {
 		t.Errorf("read %d of %d bytes", r.Offset(), len(data))
 	}
 	for i := range s.Disks {
-		img := &sameBytes{want: images[i]}
-		if err := s.WriteImage(img, i); err != nil || img.off != len(images[i]) {
+		img := vmatest.NewComparer(images[i])
+		if err := s.WriteImage(img, i); err != nil || !img.Complete() {
 			t.Errorf("disk %d: reassembled image differs from WriteImage (%v)", i, err)
 		}
 	}
-}
-
-// sameBytes is a writer that fails at the first byte that differs from
-// want (compared as it is written, not held).
-type sameBytes struct {
-	want []byte
-	off  int
-}
-
-func (w *sameBytes) Write(p []byte) (int, error) {
-	if w.off+len(p) > len(w.want) || !bytes.Equal(p, w.want[w.off:w.off+len(p)]) {
-		return 0, fmt.Errorf("differs within bytes %d-%d", w.off, w.off+len(p))
-	}
-	w.off += len(p)
-	return len(p), nil
 }
 
 func isZeroBytes(b []byte) bool {

@@ -426,3 +426,21 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestComparer(t *testing.T) {
+	want := []byte("0123456789")
+	c := NewComparer(want)
+	if _, err := c.Write(want[:4]); err != nil || c.Complete() {
+		t.Fatalf("prefix: %v, complete %v", err, c.Complete())
+	}
+	if _, err := c.Write(want[4:]); err != nil || !c.Complete() || c.Written() != len(want) {
+		t.Fatalf("rest: %v, complete %v, %d written", err, c.Complete(), c.Written())
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Error("a byte past the end was accepted")
+	}
+	c = NewComparer(want)
+	if _, err := c.Write([]byte("0123X")); err == nil {
+		t.Error("a differing byte was accepted")
+	}
+}
