@@ -135,14 +135,23 @@ func openRun(path string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
+	r, err := runOfFile(f, path)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	return r, nil
+}
+
+// runOfFile checks and parses the run in the open file f, named path; the
+// run reads its records through f. On error f is left open.
+func runOfFile(f *os.File, path string) (*run, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	r, err := parseRun(f, st.Size())
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	r.f, r.ra, r.path = f, f, path

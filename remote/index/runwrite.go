@@ -156,24 +156,19 @@ func (w *runWriter) finish(packs []ID, sources []string, temporary bool) (*run, 
 	if err := w.w.Flush(); err != nil {
 		return nil, err
 	}
-	st, err := w.f.Stat()
+	r, err := runOfFile(w.f, w.tmp)
 	if err != nil {
 		return nil, err
 	}
-	r, err := parseRun(w.f, st.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(w.tmp), err)
-	}
-	path := w.tmp
 	if !temporary {
 		// No fsync: a run left half written by a crash fails its checks
 		// and is built again.
-		path = filepath.Join(w.dir, "run-"+hex.EncodeToString(digest[:16])+runSuffix)
-		if err := os.Rename(w.tmp, path); err != nil {
+		final := filepath.Join(w.dir, "run-"+hex.EncodeToString(digest[:16])+runSuffix)
+		if err := os.Rename(w.tmp, final); err != nil {
 			return nil, err
 		}
+		r.path = final
 	}
-	r.f, r.ra, r.path = w.f, w.f, path
 	w.f = nil
 	return r, nil
 }
