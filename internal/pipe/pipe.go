@@ -15,16 +15,17 @@ import (
 func New(size, n int) (*Reader, *Writer) {
 	n = max(n, 1)
 	size = max(size, 1)
-	p := &pipe{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{}), size: size}
+	p := &pipe{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{}), size: size, pool: poolOf(size)}
 	for range n {
 		p.free <- nil
 	}
-	return &Reader{p: p}, &Writer{p: p, size: size}
+	return &Reader{p: p}, &Writer{p: p}
 }
 
 type pipe struct {
 	full, free chan []byte
 	size       int
+	pool       *sync.Pool    // of buffers of size bytes
 	done       chan struct{} // closed by the reader's CloseWithError
 	once       sync.Once
 	rerr       error // the reader's close error, for both ends
@@ -34,9 +35,8 @@ type pipe struct {
 // Writer is the writing end. Its methods must be called from one
 // goroutine at a time.
 type Writer struct {
-	p    *pipe
-	size int
-	cur  []byte
+	p   *pipe
+	cur []byte
 }
 
 // Write copies b into the pipe's buffers. It blocks only while every
@@ -56,7 +56,7 @@ func (w *Writer) Write(b []byte) (int, error) {
 				return n, err
 			}
 			if buf == nil {
-				buf = newBuf(w.size)
+				buf = w.p.newBuf()
 			}
 			w.cur = buf
 		}
@@ -115,7 +115,7 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 				return total, err
 			}
 			if buf == nil {
-				buf = newBuf(w.size)
+				buf = w.p.newBuf()
 			}
 			w.cur = buf
 		}
@@ -262,12 +262,12 @@ func poolOf(size int) *sync.Pool {
 	return p
 }
 
-// newBuf returns an empty buffer of capacity size.
-func newBuf(size int) []byte {
-	if b, ok := poolOf(size).Get().(*[]byte); ok {
+// newBuf returns an empty buffer of the pipe's size.
+func (p *pipe) newBuf() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, size)
+	return make([]byte, 0, p.size)
 }
 
 // recycle gives the pipe's buffers to the pool of their size once the
@@ -275,12 +275,11 @@ func newBuf(size int) []byte {
 // and uses none, the reader holds none (what Read and WriteTo handed
 // out is not to be kept).
 func (r *Reader) recycle() {
-	pool := poolOf(r.p.size)
 	for {
 		select {
 		case b := <-r.p.free:
 			if cap(b) == r.p.size {
-				pool.Put(&b)
+				r.p.pool.Put(&b)
 			}
 		default:
 			return
