@@ -96,18 +96,20 @@ func (p *pushRun) node(level int, id tree.ID, node []byte) error {
 	mp := &p.meta[min(level, 1)]
 	if !mp.HasBuffer() {
 		// A night's new nodes take a few KiB to a few hundred: start
-		// small, the builder grows the buffer up to metaPackSize when a
-		// first push needs it.
+		// small, the builder grows the buffer up to the pack's size when
+		// a first push needs it.
 		mp.SetBuffer(make([]byte, 0, 64<<10))
 	}
 	// Node bytes are mostly hashes; the lengths and counts beside them
 	// compress a little.
 	var typ uint8
 	p.zbuf, typ = appendBlob(p.enc, p.zbuf[:0], node)
+	size := min(p.r.Config.PackSize, metaPackSize)
+	mp.Grow(len(p.zbuf), size) // as the packs of chunks grow
 	mp.Add(ID(id), len(node), typ, p.zbuf)
 	p.res.TreeStored += int64(len(p.zbuf))
 	p.res.TreeNodes++
-	if mp.Len() >= min(p.r.Config.PackSize, metaPackSize) {
+	if mp.Len() >= size {
 		return p.cp.up.send(mp, false)
 	}
 	return nil
