@@ -10,21 +10,13 @@ import (
 	"time"
 )
 
-func randomData(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
 // TestFanoutDeliversToEveryReader: every reader, reading in pieces of its
 // own size, gets the whole stream, written with Write in odd pieces or
 // with ReadFrom.
 func TestFanoutDeliversToEveryReader(t *testing.T) {
 	t.Parallel()
-	src := randomData(5*fanBlockSize+12345, 3)
+	src := make([]byte, 5*fanBlockSize+12345)
+	rand.NewChaCha8([32]byte{3}).Read(src)
 	for _, how := range []string{"Write", "ReadFrom"} {
 		f := newFanout(context.Background(), 3)
 		got := make([][]byte, 3)
@@ -118,7 +110,8 @@ func TestFanoutBackPressure(t *testing.T) {
 		n, _ := io.Copy(io.Discard, f.reader(0))
 		all <- int(n)
 	}()
-	src := randomData(3*fanBlocks*fanBlockSize/2, 5)
+	src := make([]byte, 3*fanBlocks*fanBlockSize/2)
+	rand.NewChaCha8([32]byte{5}).Read(src)
 	if _, err := f.Write(src); err != nil {
 		t.Fatal(err)
 	}
