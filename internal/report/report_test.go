@@ -53,6 +53,11 @@ func newPair(t *testing.T) *pair {
 	return p
 }
 
+// inputA and inputB are the archives as inputs named a and b, read from
+// their start.
+func (p *pair) inputA() Input { return Input{Name: "a", R: bytes.NewReader(p.archA)} }
+func (p *pair) inputB() Input { return Input{Name: "b", R: bytes.NewReader(p.archB)} }
+
 // images returns the disk images of s by device name.
 func images(t *testing.T, s vmatest.Spec) map[string][]byte {
 	t.Helper()
@@ -85,7 +90,7 @@ func build(t *testing.T, data []byte, p chunkplan.Params) *chunkplan.Manifest {
 func TestRunAgainstIndependentCounts(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	res, err := Run(Input{Name: "a", R: bytes.NewReader(p.archA)}, Input{Name: "b", R: bytes.NewReader(p.archB)}, Options{})
+	res, err := Run(p.inputA(), p.inputB(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +169,7 @@ func TestRunAgainstIndependentCounts(t *testing.T) {
 func TestRunFileInputSameAsStream(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	stream, err := Run(Input{Name: "a", R: bytes.NewReader(p.archA)}, Input{Name: "b", R: bytes.NewReader(p.archB)}, Options{})
+	stream, err := Run(p.inputA(), p.inputB(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,11 +209,11 @@ func TestRunFileInputSameAsStream(t *testing.T) {
 func TestRunWithManifests(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	both, err := Run(Input{Name: "a", R: bytes.NewReader(p.archA)}, Input{Name: "b", R: bytes.NewReader(p.archB)}, Options{})
+	both, err := Run(p.inputA(), p.inputB(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ma, err := BuildManifest(Input{Name: "a", R: bytes.NewReader(p.archA)}, chunkplan.DefaultParams(), Options{})
+	ma, err := BuildManifest(p.inputA(), chunkplan.DefaultParams(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +223,7 @@ func TestRunWithManifests(t *testing.T) {
 	if ma.Source != "a" || ma.BackupTime != p.a.CTime() || len(ma.Devices) != len(p.a.Disks) || ma.Devices[0].Name != "drive-scsi0" || ma.Devices[0].Size != p.a.Disks[0].Size {
 		t.Errorf("manifest description: %q %d %+v", ma.Source, ma.BackupTime, ma.Devices)
 	}
-	mb, err := BuildManifest(Input{Name: "b", R: bytes.NewReader(p.archB)}, chunkplan.DefaultParams(), Options{})
+	mb, err := BuildManifest(p.inputB(), chunkplan.DefaultParams(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +231,8 @@ func TestRunWithManifests(t *testing.T) {
 		name string
 		a, b Input
 	}{
-		{"manifest A", Input{Name: "a", Manifest: ma}, Input{Name: "b", R: bytes.NewReader(p.archB)}},
-		{"manifest B", Input{Name: "a", R: bytes.NewReader(p.archA)}, Input{Name: "b", Manifest: mb}},
+		{"manifest A", Input{Name: "a", Manifest: ma}, p.inputB()},
+		{"manifest B", p.inputA(), Input{Name: "b", Manifest: mb}},
 		{"both manifests", Input{Name: "a", Manifest: ma}, Input{Name: "b", Manifest: mb}},
 	} {
 		res, err := Run(c.a, c.b, Options{})
@@ -277,7 +282,7 @@ func TestRunInputErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Run(Input{Name: "a", R: bytes.NewReader(p.archA)}, Input{Name: "b", R: bytes.NewReader(p.archB)}, Options{Context: ctx}); !errors.Is(err, context.Canceled) {
+	if _, err := Run(p.inputA(), p.inputB(), Options{Context: ctx}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
